@@ -1,0 +1,55 @@
+"""The platform's services: what each one is, where it listens, and what Envoy routes to it.
+
+This is the single list the launcher, the Envoy config builder and the health summary read. A
+capability that does not exist yet is simply not here (never a stub that pretends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    # Short name: `asr`. Also the Envoy cluster name and the log/metrics `service` label.
+    name: str
+    # Python module run as `python -m <module>`.
+    module: str
+    # Full gRPC service names; Envoy routes `/<name>/` (native gRPC and transcoded REST) here.
+    grpc_services: tuple[str, ...]
+    # Embedded-mode gRPC port of the first replica; replica i listens on port + 100 * i.
+    grpc_port: int
+    # Embedded-mode Prometheus port of the first replica (same replica offset).
+    metrics_port: int
+    # Path prefixes served by the service's own HTTP server (not transcoded), e.g. the OpenAI surface.
+    http_prefixes: tuple[str, ...] = ()
+    # Embedded-mode port of that HTTP server.
+    http_port: int | None = None
+    # Header whose value pins a caller to one replica (ring hash), for stateful streams.
+    affinity_header: str | None = None
+    # Replicas started in embedded mode.
+    replicas: int = 1
+    # Extra environment for the process (model choices and the like).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+PLATFORM = ServiceEntry(
+    name="platform",
+    module="aistack_platform",
+    grpc_services=("aistack.platform.v1.PlatformService",),
+    grpc_port=50050,
+    metrics_port=9150,
+)
+
+ASR = ServiceEntry(
+    name="asr",
+    module="aistack_asr",
+    grpc_services=("aistack.asr.v1.AsrService",),
+    grpc_port=50051,
+    metrics_port=9151,
+    affinity_header="x-session-affinity",
+)
+
+# Every capability served today, in start order. The platform service comes first: it answers
+# /api/v1/health for all the others.
+SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR)

@@ -1,0 +1,44 @@
+"""Asks each capability's grpc.health.v1 service whether it serves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from aistack.platform.v1 import platform_service_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Target:
+    """A capability's gRPC service name and the address of one replica of it."""
+
+    service: str
+    address: str
+
+
+class HealthProbe:
+    def __init__(self, targets: Sequence[Target], timeout_seconds: float = 2.0) -> None:
+        self._targets = list(targets)
+        self._timeout = timeout_seconds
+        self._channels = {t.address: grpc.aio.insecure_channel(t.address) for t in self._targets}
+
+    async def check_all(self) -> list[pb.ServiceHealth]:
+        return list(await asyncio.gather(*(self._check(t) for t in self._targets)))
+
+    async def _check(self, target: Target) -> pb.ServiceHealth:
+        stub = health_pb2_grpc.HealthStub(self._channels[target.address])
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=target.service), timeout=self._timeout)
+        except grpc.aio.AioRpcError:
+            status = pb.SERVING_STATUS_UNREACHABLE
+        else:
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+            status = pb.SERVING_STATUS_SERVING if serving else pb.SERVING_STATUS_NOT_SERVING
+        return pb.ServiceHealth(service=target.service, target=target.address, status=status)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self._channels.values()))
