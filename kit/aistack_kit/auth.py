@@ -17,7 +17,9 @@ PUBLIC_METHOD_PREFIXES: tuple[str, ...] = (
 
 
 class TokenVerifier:
-    def __init__(self, tokens: Sequence[str], public_prefixes: Iterable[str] = PUBLIC_METHOD_PREFIXES) -> None:
+    def __init__(
+        self, tokens: Sequence[str], public_prefixes: Iterable[str] = PUBLIC_METHOD_PREFIXES
+    ) -> None:
         if not tokens:
             raise ValueError("at least one API token is required")
         self._tokens = [token.encode() for token in tokens]

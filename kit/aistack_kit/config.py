@@ -5,18 +5,19 @@ Every failure names the variable, so an operator knows what to fix without readi
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
 class ConfigError(ValueError):
     """A configuration variable is missing or malformed."""
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """How the platform runs: small CPU models on one machine, or the production deployment."""
 
     EMBEDDED = "embedded"
@@ -26,48 +27,60 @@ class Mode(str, Enum):
 class Env:
     """Typed access to a set of environment variables (os.environ by default)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, environ: Mapping[builtins.str, builtins.str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def raw(self, name: str) -> str | None:
+    def raw(self, name: builtins.str) -> builtins.str | None:
         value = self._environ.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self.raw(name)
         return default if value is None else value
 
-    def required_str(self, name: str) -> str:
+    def required_str(self, name: builtins.str) -> builtins.str:
         value = self.raw(name)
         if value is None:
             raise ConfigError(f"{name} must be set")
         return value
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = int(value)
+            number = builtins.int(value)
         except ValueError:
             raise ConfigError(f"{name} must be an integer, got {value!r}") from None
         _check_range(name, number, minimum, maximum)
         return number
 
     def float(
-        self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
-    ) -> float:
+        self,
+        name: builtins.str,
+        default: builtins.float,
+        *,
+        minimum: builtins.float | None = None,
+        maximum: builtins.float | None = None,
+    ) -> builtins.float:
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = float(value)
+            number = builtins.float(value)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
         _check_range(name, number, minimum, maximum)
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -78,13 +91,15 @@ class Env:
             return False
         raise ConfigError(f"{name} must be true or false, got {value!r}")
 
-    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]
+    ) -> builtins.str:
         value = self.str(name, default).lower()
         if value not in choices:
             raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
         return value
 
-    def str_list(self, name: str) -> list[str]:
+    def str_list(self, name: builtins.str) -> list[builtins.str]:
         """A JSON list of strings (`["a","b"]`), as the seed's API_TOKENS; a comma list is accepted too."""
         value = self.raw(name)
         if value is None:
@@ -94,7 +109,7 @@ class Env:
                 parsed = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{name} must be a JSON list of strings: {exc.msg}") from None
-            if not isinstance(parsed, list) or not all(isinstance(item, str) for item in parsed):
+            if not isinstance(parsed, list) or not all(isinstance(item, builtins.str) for item in parsed):
                 raise ConfigError(f"{name} must be a JSON list of strings")
             items = parsed
         else:
@@ -134,7 +149,9 @@ class ServerSettings:
         mode = env.mode()
         tokens = tuple(env.str_list("API_TOKENS"))
         if mode is Mode.PRODUCTION and not tokens:
-            raise ConfigError("API_TOKENS must hold at least one token in production (AISTACK_MODE=production)")
+            raise ConfigError(
+                "API_TOKENS must hold at least one token in production (AISTACK_MODE=production)"
+            )
         return cls(
             service=service,
             mode=mode,

@@ -19,18 +19,32 @@ from grpc_status import rpc_status
 
 from aistack_kit import errors
 from aistack_kit.auth import TokenVerifier
+from aistack_kit.grpc_types import Context, Handler
 from aistack_kit.logs import log_fields, request_id_var
 from aistack_kit.metrics import RPC_HANDLED, RPC_SECONDS
 
 logger = logging.getLogger("aistack.rpc")
 
-Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]]
+# `service@host:port` of this process, sent back on every RPC so callers (and the affinity tests)
+# can see which replica answered. Set once by the server bootstrap.
+_served_by = "aistack"
+
+
+def set_served_by(value: str) -> None:
+    global _served_by
+    _served_by = value
+
+
+def served_by() -> str:
+    return _served_by
+
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 
 def _metadata(details: grpc.HandlerCallDetails, key: str) -> str | None:
-    for item in details.invocation_metadata or ():
-        if item.key == key:
-            value = item.value
+    for item_key, value in details.invocation_metadata or ():
+        if item_key == key:
             return value.decode() if isinstance(value, bytes) else value
     return None
 
@@ -49,15 +63,15 @@ def domain_of(method: str) -> str:
     return "aistack"
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Refuses calls without a valid bearer token before any handler runs."""
 
     def __init__(self, verifier: TokenVerifier) -> None:
         self._verifier = verifier
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # grpc allows None: unknown method
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         method = handler_call_details.method
         if self._verifier.is_public(method) or self._verifier.check(
             _metadata(handler_call_details, "authorization")
@@ -73,29 +87,27 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-def _refusing_handler(
-    handler: grpc.RpcMethodHandler | None, error: errors.AistackError
-) -> grpc.RpcMethodHandler | None:
+def _refusing_handler(handler: Handler | None, error: errors.AistackError) -> Handler | None:
     if handler is None:
         return None
     status = rpc_status.to_status(errors.status_for(error, error.domain or "aistack"))
 
-    async def refuse(_request: Any, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(_request: Any, context: Context) -> None:
         await context.abort(status.code, status.details, status.trailing_metadata)
 
-    async def refuse_stream(_request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def refuse_stream(_request: Any, context: Context) -> AsyncIterator[Any]:
         await context.abort(status.code, status.details, status.trailing_metadata)
-        yield  # pragma: no cover - abort raises
+        yield  # type: ignore[unreachable]  # abort raises; the yield makes this a generator
 
     return _rebuild(handler, unary=refuse, stream=refuse_stream)
 
 
 def _rebuild(
-    handler: grpc.RpcMethodHandler,
+    handler: Handler,
     *,
-    unary: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
-    stream: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
-) -> grpc.RpcMethodHandler:
+    unary: Callable[[Any, Context], Awaitable[Any]],
+    stream: Callable[[Any, Context], AsyncIterator[Any]],
+) -> Handler:
     """The same method with new behaviour, keeping its (de)serializers and cardinality."""
     kwargs = {
         "request_deserializer": handler.request_deserializer,
@@ -110,22 +122,23 @@ def _rebuild(
     return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
 
 
-class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Request id, access log, metrics and exception mapping for every RPC."""
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # grpc allows None: unknown method
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
         incoming_id = _metadata(handler_call_details, "x-request-id")
-        behavior = handler.unary_unary or handler.stream_unary
-        stream_behavior = handler.unary_stream or handler.stream_stream
+        # The aio server calls these with its aio context; the stubs type them for the sync server.
+        behavior: Any = handler.unary_unary or handler.stream_unary
+        stream_behavior: Any = handler.unary_stream or handler.stream_stream
         quiet = method.startswith("/grpc.health.v1.") or method.startswith("/grpc.reflection.")
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: Context) -> Any:
             call = _Call(method, incoming_id, quiet)
             await call.begin(context)
             try:
@@ -136,7 +149,7 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             call.finish(context)
             return response
 
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
             call = _Call(method, incoming_id, quiet)
             await call.begin(context)
             try:
@@ -160,25 +173,29 @@ class _Call:
         self.quiet = quiet
         self.started = time.perf_counter()
 
-    async def begin(self, context: grpc.aio.ServicerContext) -> None:
+    async def begin(self, context: Context) -> None:
         request_id_var.set(self.request_id)
         if not self.quiet:
-            await context.send_initial_metadata((("x-request-id", self.request_id),))
+            await context.send_initial_metadata(
+                (("x-request-id", self.request_id), ("x-served-by", served_by()))
+            )
 
-    def finish(self, context: grpc.aio.ServicerContext, code: grpc.StatusCode | None = None) -> None:
+    def finish(self, context: Context, code: grpc.StatusCode | None = None) -> None:
         code = code or _code_of(context) or grpc.StatusCode.OK
         elapsed = time.perf_counter() - self.started
         RPC_HANDLED.labels(self.service, self.name, code.name).inc()
         RPC_SECONDS.labels(self.service, self.name).observe(elapsed)
         if not self.quiet:
-            level = logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            level = (
+                logging.INFO if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING
+            )
             logger.log(
                 level,
                 "rpc",
                 extra=log_fields(method=self.method, code=code.name, duration_ms=round(elapsed * 1000, 1)),
             )
 
-    async def fail(self, context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    async def fail(self, context: Context, exc: BaseException) -> None:
         """Records the failure; for our own and unexpected errors, aborts with a rich status."""
         if isinstance(exc, grpc.aio.AbortError):
             self.finish(context)  # the handler (or the auth interceptor) already set the status
@@ -201,9 +218,9 @@ class _Call:
         await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def _code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode | None:
+def _code_of(context: Context) -> grpc.StatusCode | None:
     try:
-        code = context.code()
+        code: Any = context.code()
     except Exception:
         return None
     if isinstance(code, grpc.StatusCode):

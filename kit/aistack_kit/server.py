@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from aistack_kit.auth import TokenVerifier, generate_token
 from aistack_kit.config import ConfigError, ServerSettings
-from aistack_kit.interceptors import AuthInterceptor, RequestInterceptor
+from aistack_kit.interceptors import AuthInterceptor, RequestInterceptor, set_served_by
 from aistack_kit.logs import configure_logging, log_fields
 from aistack_kit.metrics import serve_metrics
 from aistack_kit.tracing import configure_tracing, shutdown_tracing
@@ -55,7 +55,7 @@ class RunningServer:
 
     server: grpc.aio.Server
     port: int
-    health: health.aio.HealthServicer
+    health: health.aio.HealthServicer  # type: ignore[name-defined]
     capability: Capability
     settings: ServerSettings
     metrics_port: int | None = None
@@ -90,7 +90,9 @@ def _tokens(settings: ServerSettings) -> tuple[str, ...]:
     return (token,)
 
 
-async def start_server(capability: Capability, settings: ServerSettings, *, load: bool = True) -> RunningServer:
+async def start_server(
+    capability: Capability, settings: ServerSettings, *, load: bool = True
+) -> RunningServer:
     """Builds, binds and starts the server; loads the capability's models unless `load` is False."""
     configure_tracing(settings.service, settings.otlp_endpoint)
     verifier = TokenVerifier(_tokens(settings))
@@ -102,16 +104,21 @@ async def start_server(capability: Capability, settings: ServerSettings, *, load
         ("grpc.http2.min_ping_interval_without_data_ms", 5000),
     ]
     server = grpc.aio.server(interceptors=[RequestInterceptor(), AuthInterceptor(verifier)], options=options)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     capability.register(server)
     reflection.enable_server_reflection(
-        (*capability.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            *capability.service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"could not bind {settings.host}:{settings.port} (AISTACK_GRPC_PORT)")
+    set_served_by(f"{settings.service}@{settings.host}:{port}")
     running = RunningServer(server, port, health_servicer, capability, settings)
     await running.set_serving(False)
     await server.start()

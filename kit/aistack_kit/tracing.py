@@ -23,10 +23,12 @@ def configure_tracing(service: str, otlp_endpoint: str | None) -> bool:
 
     provider = TracerProvider(resource=Resource.create({"service.name": f"aistack-{service}"}))
     insecure = otlp_endpoint.startswith("http://") or "://" not in otlp_endpoint
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=insecure)))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=insecure))
+    )
     trace.set_tracer_provider(provider)
     # Health probes arrive every few seconds from Envoy and the launcher: tracing them is noise.
-    GrpcAioInstrumentorServer(filter_=filters.negate(filters.health_check())).instrument()
+    GrpcAioInstrumentorServer(filter_=filters.negate(filters.health_check())).instrument()  # type: ignore[no-untyped-call]
     _configured = True
     logger.info("tracing on", extra={"fields": {"otlp_endpoint": otlp_endpoint}})
     return True

@@ -33,6 +33,21 @@ class ServiceEntry:
     env: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AuxProcess:
+    """A process a capability needs beside it in embedded mode (Redis, the llama.cpp upstream)."""
+
+    name: str
+    # Command line; `{port}` is replaced by `port`, `{python}` by the venv's interpreter.
+    argv: tuple[str, ...]
+    port: int
+    # HTTP path answered with 200 once ready; None: ready when the TCP port accepts.
+    ready_path: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    # Seconds to wait for readiness (model loading can be slow on 2 cores).
+    ready_timeout_seconds: float = 120.0
+
+
 PLATFORM = ServiceEntry(
     name="platform",
     module="aistack_platform",
@@ -53,3 +68,10 @@ ASR = ServiceEntry(
 # Every capability served today, in start order. The platform service comes first: it answers
 # /api/v1/health for all the others.
 SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR)
+
+# Processes started before the services, in order.
+AUX_PROCESSES: tuple[AuxProcess, ...] = (
+    AuxProcess(
+        name="redis", argv=("redis-server", "--port", "{port}", "--save", "", "--appendonly", "no"), port=6379
+    ),
+)

@@ -1,4 +1,5 @@
 from aistack_kit.server import run
+
 from aistack_platform.app import DEFAULT_PORT, PlatformCapability, targets_from_env
 
 if __name__ == "__main__":

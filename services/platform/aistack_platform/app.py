@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import grpc
-
 from aistack.platform.v1 import platform_service_pb2 as pb
 from aistack.platform.v1 import platform_service_pb2_grpc as pb_grpc
 from aistack_kit.config import ConfigError, Env
 from aistack_kit.server import Capability
+
 from aistack_platform.health_probe import HealthProbe, Target
 from aistack_platform.servicer import PlatformServicer
 

@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from aistack.platform.v1 import platform_service_pb2 as pb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,9 @@ class HealthProbe:
     async def _check(self, target: Target) -> pb.ServiceHealth:
         stub = health_pb2_grpc.HealthStub(self._channels[target.address])
         try:
-            reply = await stub.Check(health_pb2.HealthCheckRequest(service=target.service), timeout=self._timeout)
+            reply = await stub.Check(
+                health_pb2.HealthCheckRequest(service=target.service), timeout=self._timeout
+            )
         except grpc.aio.AioRpcError:
             status = pb.SERVING_STATUS_UNREACHABLE
         else:
@@ -41,4 +42,4 @@ class HealthProbe:
         return pb.ServiceHealth(service=target.service, target=target.address, status=status)
 
     async def close(self) -> None:
-        await asyncio.gather(*(channel.close() for channel in self._channels.values()))
+        await asyncio.gather(*(channel.close(None) for channel in self._channels.values()))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import grpc
-
 from aistack.platform.v1 import platform_service_pb2 as pb
 from aistack.platform.v1 import platform_service_pb2_grpc as pb_grpc
 from aistack_kit import errors
+from aistack_kit.grpc_types import Context
+
 from aistack_platform.health_probe import HealthProbe
 
 VERSION = "0.1.0"
@@ -16,7 +16,7 @@ class PlatformServicer(pb_grpc.PlatformServiceServicer):
     def __init__(self, probe: HealthProbe) -> None:
         self._probe = probe
 
-    async def GetHealth(self, request: pb.GetHealthRequest, context: grpc.aio.ServicerContext) -> pb.GetHealthResponse:
+    async def GetHealth(self, request: pb.GetHealthRequest, context: Context) -> pb.GetHealthResponse:
         services = await self._probe.check_all()
         down = [s.service for s in services if s.status != pb.SERVING_STATUS_SERVING]
         if down:
