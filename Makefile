@@ -1,0 +1,63 @@
+# The README's two commands are `make run` and `make test`; everything else supports them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PY     := .venv/bin/python
+BUF    := node_modules/.bin/buf
+URL    ?= http://localhost:8000
+TOKEN_FILE := run/token
+# Our Python code: the kit, client, edge, launcher, every service and the tests.
+PY_PATHS := kit client envoy launcher services tests
+MYPY_PATHS = kit/aistack_kit client/aistack_client envoy/aistack_edge launcher/aistack_launcher \
+             $(wildcard services/*/aistack_*) tests
+
+.PHONY: help setup gen lint test run health smoke-test envoy-config
+
+help:
+	@echo "make run         install what is missing, start every service + Envoy on $(URL)"
+	@echo "make test        setup, lint, the whole test suite (what CI runs)"
+	@echo "make lint        ruff, mypy, buf lint/breaking, generated-code drift"
+	@echo "make gen         regenerate gen/ (stubs, descriptor set) from proto/"
+	@echo "make envoy-config  write envoy/envoy.compose.json and run/envoy.json"
+	@echo "make health      GET /api/v1/health through Envoy"
+	@echo "make smoke-test  a few real calls through Envoy (REST, gRPC, auth)"
+
+setup:
+	bash scripts/setup.sh
+
+gen:
+	bash scripts/gen_protos.sh
+
+envoy-config:
+	$(PY) -m aistack_edge --target compose --output envoy/envoy.compose.json
+	$(PY) -m aistack_edge --target embedded --output run/envoy.json
+
+lint:
+	$(PY) -m ruff check $(PY_PATHS)
+	$(PY) -m ruff format --check $(PY_PATHS)
+	$(PY) -m mypy $(MYPY_PATHS)
+	$(BUF) lint
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+	  echo "buf breaking --against .git#ref=HEAD~1"; \
+	  $(BUF) breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: skipped (no previous commit)"; fi
+	@# Generated files must match their sources: stubs from proto/, the compose Envoy config from the catalog.
+	bash scripts/gen_protos.sh >/dev/null
+	$(PY) -m aistack_edge --target compose --output envoy/envoy.compose.json
+	@git diff --exit-code --stat -- gen/ envoy/envoy.compose.json || { \
+	  echo "generated files drifted: run 'make gen envoy-config' and commit the result" >&2; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- gen/); if [[ -n "$$untracked" ]]; then \
+	  echo "untracked generated files (commit them): $$untracked" >&2; exit 1; fi
+
+test: setup lint
+	$(PY) -m pytest tests
+
+run: setup
+	$(PY) -m aistack_launcher
+
+health:
+	@curl -fsS -H "Authorization: Bearer $$(cat $(TOKEN_FILE) 2>/dev/null)" $(URL)/api/v1/health; echo
+
+smoke-test:
+	$(PY) -m aistack_launcher.smoke --url $(URL)
