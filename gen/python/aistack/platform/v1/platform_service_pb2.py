@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*aistack/platform/v1/platform_service.proto\x12\x13\x61istack.platform.v1\x1a\x1cgoogle/api/annotations.proto\"\x12\n\x10GetHealthRequest\"d\n\rServiceHealth\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".aistack.platform.v1.ServingStatus\"\x8e\x01\n\x11GetHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".aistack.platform.v1.ServingStatus\x12\x34\n\x08services\x18\x02 \x03(\x0b\x32\".aistack.platform.v1.ServiceHealth\x12\x0f\n\x07version\x18\x03 \x01(\t*\x8b\x01\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVING_STATUS_SERVING\x10\x01\x12\x1e\n\x1aSERVING_STATUS_NOT_SERVING\x10\x02\x12\x1e\n\x1aSERVING_STATUS_UNREACHABLE\x10\x03\x32\x85\x01\n\x0fPlatformService\x12r\n\tGetHealth\x12%.aistack.platform.v1.GetHealthRequest\x1a&.aistack.platform.v1.GetHealthResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/healthB:\n\x16\x61i.aistack.platform.v1P\x01Z\x1e\x61istack/platform/v1;platformv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*aistack/platform/v1/platform_service.proto\x12\x13\x61istack.platform.v1\x1a\x1cgoogle/api/annotations.proto\"\x12\n\x10GetHealthRequest\"d\n\rServiceHealth\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x32\n\x06status\x18\x03 \x01(\x0e\x32\".aistack.platform.v1.ServingStatus\"\x8e\x01\n\x11GetHealthResponse\x12\x32\n\x06status\x18\x01 \x01(\x0e\x32\".aistack.platform.v1.ServingStatus\x12\x34\n\x08services\x18\x02 \x03(\x0b\x32\".aistack.platform.v1.ServiceHealth\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x15\n\x13ListServicesRequest\"C\n\tRestRoute\x12\x13\n\x0bhttp_method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x13\n\x0bgrpc_method\x18\x03 \x01(\t\"\x94\x01\n\x0f\x44\x65ployedService\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rgrpc_services\x18\x02 \x03(\t\x12\x33\n\x0brest_routes\x18\x03 \x03(\x0b\x32\x1e.aistack.platform.v1.RestRoute\x12\x15\n\rhttp_prefixes\x18\x04 \x03(\t\x12\x10\n\x08replicas\x18\x05 \x01(\x05\"N\n\x14ListServicesResponse\x12\x36\n\x08services\x18\x01 \x03(\x0b\x32$.aistack.platform.v1.DeployedService*\x8b\x01\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SERVING_STATUS_SERVING\x10\x01\x12\x1e\n\x1aSERVING_STATUS_NOT_SERVING\x10\x02\x12\x1e\n\x1aSERVING_STATUS_UNREACHABLE\x10\x03\x32\x84\x02\n\x0fPlatformService\x12r\n\tGetHealth\x12%.aistack.platform.v1.GetHealthRequest\x1a&.aistack.platform.v1.GetHealthResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/health\x12}\n\x0cListServices\x12(.aistack.platform.v1.ListServicesRequest\x1a).aistack.platform.v1.ListServicesResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/v1/servicesB:\n\x16\x61i.aistack.platform.v1P\x01Z\x1e\x61istack/platform/v1;platformv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\026ai.aistack.platform.v1P\001Z\036aistack/platform/v1;platformv1'
   _globals['_PLATFORMSERVICE'].methods_by_name['GetHealth']._loaded_options = None
   _globals['_PLATFORMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002\020\022\016/api/v1/health'
-  _globals['_SERVINGSTATUS']._serialized_start=365
-  _globals['_SERVINGSTATUS']._serialized_end=504
+  _globals['_PLATFORMSERVICE'].methods_by_name['ListServices']._loaded_options = None
+  _globals['_PLATFORMSERVICE'].methods_by_name['ListServices']._serialized_options = b'\202\323\344\223\002\022\022\020/api/v1/services'
+  _globals['_SERVINGSTATUS']._serialized_start=688
+  _globals['_SERVINGSTATUS']._serialized_end=827
   _globals['_GETHEALTHREQUEST']._serialized_start=97
   _globals['_GETHEALTHREQUEST']._serialized_end=115
   _globals['_SERVICEHEALTH']._serialized_start=117
   _globals['_SERVICEHEALTH']._serialized_end=217
   _globals['_GETHEALTHRESPONSE']._serialized_start=220
   _globals['_GETHEALTHRESPONSE']._serialized_end=362
-  _globals['_PLATFORMSERVICE']._serialized_start=507
-  _globals['_PLATFORMSERVICE']._serialized_end=640
+  _globals['_LISTSERVICESREQUEST']._serialized_start=364
+  _globals['_LISTSERVICESREQUEST']._serialized_end=385
+  _globals['_RESTROUTE']._serialized_start=387
+  _globals['_RESTROUTE']._serialized_end=454
+  _globals['_DEPLOYEDSERVICE']._serialized_start=457
+  _globals['_DEPLOYEDSERVICE']._serialized_end=605
+  _globals['_LISTSERVICESRESPONSE']._serialized_start=607
+  _globals['_LISTSERVICESRESPONSE']._serialized_end=685
+  _globals['_PLATFORMSERVICE']._serialized_start=830
+  _globals['_PLATFORMSERVICE']._serialized_end=1090
 # @@protoc_insertion_point(module_scope)

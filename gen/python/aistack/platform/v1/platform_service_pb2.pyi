@@ -125,3 +125,118 @@ class GetHealthResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetHealthResponse: _TypeAlias = GetHealthResponse  # noqa: Y015
+
+@_typing.final
+class ListServicesRequest(_message.Message):
+    """Asks which capabilities this deployment serves."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServicesRequest: _TypeAlias = ListServicesRequest  # noqa: Y015
+
+@_typing.final
+class RestRoute(_message.Message):
+    """A REST route that Envoy transcodes to a gRPC method."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HTTP_METHOD_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    GRPC_METHOD_FIELD_NUMBER: _builtins.int
+    http_method: _builtins.str
+    """HTTP method (`POST`)."""
+    path: _builtins.str
+    """Path template (`/api/v1/asr`)."""
+    grpc_method: _builtins.str
+    """Full gRPC method it reaches (`/aistack.asr.v1.AsrService/RecognizeUpload`)."""
+    def __init__(
+        self,
+        *,
+        http_method: _builtins.str = ...,
+        path: _builtins.str = ...,
+        grpc_method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_method", b"grpc_method", "http_method", b"http_method", "path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestRoute: _TypeAlias = RestRoute  # noqa: Y015
+
+@_typing.final
+class DeployedService(_message.Message):
+    """One capability of this deployment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GRPC_SERVICES_FIELD_NUMBER: _builtins.int
+    REST_ROUTES_FIELD_NUMBER: _builtins.int
+    HTTP_PREFIXES_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Short name (`asr`)."""
+    replicas: _builtins.int
+    """Replicas behind the edge."""
+    @_builtins.property
+    def grpc_services(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Full gRPC service names (`aistack.asr.v1.AsrService`)."""
+
+    @_builtins.property
+    def rest_routes(self) -> _containers.RepeatedCompositeFieldContainer[Global___RestRoute]:
+        """Transcoded REST routes of those services."""
+
+    @_builtins.property
+    def http_prefixes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Path prefixes served by the capability's own HTTP server (the OpenAI-compatible surface)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        grpc_services: _abc.Iterable[_builtins.str] | None = ...,
+        rest_routes: _abc.Iterable[Global___RestRoute] | None = ...,
+        http_prefixes: _abc.Iterable[_builtins.str] | None = ...,
+        replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grpc_services", b"grpc_services", "http_prefixes", b"http_prefixes", "name", b"name", "replicas", b"replicas", "rest_routes", b"rest_routes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeployedService: _TypeAlias = DeployedService  # noqa: Y015
+
+@_typing.final
+class ListServicesResponse(_message.Message):
+    """The capabilities this deployment serves, in start order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SERVICES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeployedService]:
+        """One per capability."""
+
+    def __init__(
+        self,
+        *,
+        services: _abc.Iterable[Global___DeployedService] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["services", b"services"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListServicesResponse: _TypeAlias = ListServicesResponse  # noqa: Y015

@@ -40,6 +40,11 @@ class PlatformServiceStub:
                 request_serializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.SerializeToString,
                 response_deserializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.FromString,
                 _registered_method=True)
+        self.ListServices = channel.unary_unary(
+                '/aistack.platform.v1.PlatformService/ListServices',
+                request_serializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesRequest.SerializeToString,
+                response_deserializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesResponse.FromString,
+                _registered_method=True)
 
 
 class PlatformServiceServicer:
@@ -54,6 +59,13 @@ class PlatformServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListServices(self, request, context):
+        """The capabilities this deployment serves: their gRPC services and REST routes. Needs a token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PlatformServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +73,11 @@ def add_PlatformServiceServicer_to_server(servicer, server):
                     servicer.GetHealth,
                     request_deserializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.FromString,
                     response_serializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.SerializeToString,
+            ),
+            'ListServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListServices,
+                    request_deserializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesRequest.FromString,
+                    response_serializer=aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +108,33 @@ class PlatformService:
             '/aistack.platform.v1.PlatformService/GetHealth',
             aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthRequest.SerializeToString,
             aistack_dot_platform_dot_v1_dot_platform__service__pb2.GetHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/aistack.platform.v1.PlatformService/ListServices',
+            aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesRequest.SerializeToString,
+            aistack_dot_platform_dot_v1_dot_platform__service__pb2.ListServicesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,8 @@ class PlatformServiceStub:
     """Health of every configured capability, read from each one's gRPC health service.
     Needs no token. Answers UNAVAILABLE (HTTP 503) when any capability is not serving.
     """
+    ListServices: _grpc.UnaryUnaryMultiCallable[_platform_service_pb2.ListServicesRequest, _platform_service_pb2.ListServicesResponse]
+    """The capabilities this deployment serves: their gRPC services and REST routes. Needs a token."""
 
 @_typing.type_check_only
 class PlatformServiceAsyncStub(PlatformServiceStub):
@@ -47,6 +49,8 @@ class PlatformServiceAsyncStub(PlatformServiceStub):
     """Health of every configured capability, read from each one's gRPC health service.
     Needs no token. Answers UNAVAILABLE (HTTP 503) when any capability is not serving.
     """
+    ListServices: _aio.UnaryUnaryMultiCallable[_platform_service_pb2.ListServicesRequest, _platform_service_pb2.ListServicesResponse]  # type: ignore[assignment]
+    """The capabilities this deployment serves: their gRPC services and REST routes. Needs a token."""
 
 class PlatformServiceServicer(metaclass=_abc_1.ABCMeta):
     """The platform as a whole: what runs and whether it serves."""
@@ -60,5 +64,13 @@ class PlatformServiceServicer(metaclass=_abc_1.ABCMeta):
         """Health of every configured capability, read from each one's gRPC health service.
         Needs no token. Answers UNAVAILABLE (HTTP 503) when any capability is not serving.
         """
+
+    @_abc_1.abstractmethod
+    def ListServices(
+        self,
+        request: _platform_service_pb2.ListServicesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_platform_service_pb2.ListServicesResponse, _abc.Awaitable[_platform_service_pb2.ListServicesResponse]]:
+        """The capabilities this deployment serves: their gRPC services and REST routes. Needs a token."""
 
 def add_PlatformServiceServicer_to_server(servicer: PlatformServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
