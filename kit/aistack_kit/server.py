@@ -38,6 +38,11 @@ class Capability(ABC):
     def service_names(self) -> Sequence[str]:
         """Full names of the gRPC services it registers (health and reflection report them)."""
 
+    @property
+    def reflection_service_names(self) -> Sequence[str]:
+        """Services listed by server reflection; the platform adds every service of the deployment."""
+        return self.service_names
+
     @abstractmethod
     def register(self, server: grpc.aio.Server) -> None:
         """Adds its servicers to the server."""
@@ -109,7 +114,7 @@ async def start_server(
     capability.register(server)
     reflection.enable_server_reflection(
         (
-            *capability.service_names,
+            *capability.reflection_service_names,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),

@@ -33,6 +33,13 @@ class ServiceEntry:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def replica_ports(entry: ServiceEntry, first: int | None, offset: int = 0) -> list[int]:
+    """Embedded-mode ports of each replica of `entry`, for a first-replica port (and a global offset)."""
+    if first is None:
+        return []
+    return [first + offset + 100 * i for i in range(entry.replicas)]
+
+
 @dataclass(frozen=True)
 class AuxProcess:
     """A process a capability needs beside it in embedded mode (Redis, the llama.cpp upstream)."""

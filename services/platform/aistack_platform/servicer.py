@@ -1,6 +1,8 @@
-"""PlatformService: translates the health probe's findings into the API."""
+"""PlatformService: translates the health probe's findings and the deployment into the API."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aistack.platform.v1 import platform_service_pb2 as pb
 from aistack.platform.v1 import platform_service_pb2_grpc as pb_grpc
@@ -13,8 +15,9 @@ VERSION = "0.1.0"
 
 
 class PlatformServicer(pb_grpc.PlatformServiceServicer):
-    def __init__(self, probe: HealthProbe) -> None:
+    def __init__(self, probe: HealthProbe, deployment: Sequence[pb.DeployedService]) -> None:
         self._probe = probe
+        self._deployment = pb.ListServicesResponse(services=deployment)
 
     async def GetHealth(self, request: pb.GetHealthRequest, context: Context) -> pb.GetHealthResponse:
         services = await self._probe.check_all()
@@ -27,3 +30,8 @@ class PlatformServicer(pb_grpc.PlatformServiceServicer):
                 metadata={"services": ",".join(down)},
             )
         return pb.GetHealthResponse(status=pb.SERVING_STATUS_SERVING, services=services, version=VERSION)
+
+    async def ListServices(
+        self, request: pb.ListServicesRequest, context: Context
+    ) -> pb.ListServicesResponse:
+        return self._deployment

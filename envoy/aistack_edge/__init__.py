@@ -1,0 +1,1 @@
+"""The edge: Envoy's configuration built from the service catalog, for embedded and compose targets."""
