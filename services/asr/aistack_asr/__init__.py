@@ -1,0 +1,1 @@
+"""ASR service: faster-whisper transcription of files (unary) and live audio (streaming)."""

@@ -1,0 +1,211 @@
+"""Whole-file transcription behind a narrow interface, and its faster-whisper implementation.
+
+Hallucination guards (Whisper's best-known failure is inventing text on silence and noise):
+- VAD gating: Silero VAD (shipped in faster-whisper) finds speech; audio outside it never reaches the
+  decoder, and audio with no speech returns an empty transcript without decoding at all.
+- No text carried across a silence: speech separated by a pause of `silence_reset_seconds` or more is
+  decoded as separate regions, each starting with an empty prompt (only the caller's initial prompt).
+  Within a region the previous text conditions the next 30 s window, as Whisper was trained to.
+- Thresholds: windows whose no-speech probability is high and log-probability low are skipped by the
+  decoder; segments that still fail them afterwards (or whose compression ratio shows a repetition loop)
+  are dropped here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from aistack_asr.audio import SAMPLE_RATE
+from aistack_asr.registry import LoadedModel
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    # Whisper language code (`pt`); None: detect.
+    language: str | None = None
+    word_timestamps: bool = False
+    vad_filter: bool = True
+    beam_size: int = 5
+    initial_prompt: str | None = None
+    hotwords: str | None = None
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    silence_reset_seconds: float = 2.0
+    vad_threshold: float = 0.5
+    # Padding kept around detected speech, so word edges are not clipped.
+    speech_pad_seconds: float = 0.4
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float
+    end: float
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+    temperature: float
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    segments: tuple[Segment, ...]
+    # Empty when no speech was found and none was asked for.
+    language: str
+    language_probability: float
+    duration_seconds: float
+    # Speech the decoder saw (after VAD gating).
+    speech_seconds: float
+    dropped_segments: int = 0
+    regions: tuple[tuple[float, float], ...] = field(default=())
+
+
+class Transcriber(Protocol):
+    """Blocking whole-file transcription; callers run it off the event loop."""
+
+    def transcribe(self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions) -> Transcript: ...
+
+
+class FasterWhisperTranscriber:
+    def __init__(self, guards: GuardSettings | None = None) -> None:
+        self._guards = guards or GuardSettings()
+
+    def speech_regions(self, audio: np.ndarray) -> list[tuple[int, int]]:
+        """Sample ranges of speech, merged across pauses shorter than `silence_reset_seconds`."""
+        g = self._guards
+        options = VadOptions(
+            threshold=g.vad_threshold,
+            min_silence_duration_ms=int(g.silence_reset_seconds * 1000),
+            speech_pad_ms=int(g.speech_pad_seconds * 1000),
+        )
+        return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(audio, options, SAMPLE_RATE)]
+
+    def transcribe(self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+        duration = audio.size / SAMPLE_RATE
+        regions = self.speech_regions(audio) if options.vad_filter else [(0, audio.size)]
+        language = options.language if model.multilingual else "en"
+        language_probability = 1.0 if language else 0.0
+        segments: list[Segment] = []
+        dropped = 0
+        for start, end in regions:
+            offset = start / SAMPLE_RATE
+            found, info = self._decode(model, audio[start:end], options, language)
+            if language is None:
+                # Detected once, on the first speech; later regions are decoded in the same language
+                # so that one noisy region cannot switch the transcript's language.
+                language, language_probability = info.language, float(info.language_probability)
+            for segment in found:
+                if self._fails_guards(segment):
+                    dropped += 1
+                    continue
+                segments.append(_shift(segment, offset, duration))
+        return Transcript(
+            text=" ".join(s.text for s in segments if s.text),
+            segments=tuple(segments),
+            language=language or "",
+            language_probability=language_probability,
+            duration_seconds=duration,
+            speech_seconds=sum(end - start for start, end in regions) / SAMPLE_RATE,
+            dropped_segments=dropped,
+            regions=tuple((s / SAMPLE_RATE, e / SAMPLE_RATE) for s, e in regions),
+        )
+
+    def _decode(
+        self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions, language: str | None
+    ) -> tuple[list[Segment], _Info]:
+        g = self._guards
+        found, info = model.whisper.transcribe(
+            audio,
+            language=language,
+            beam_size=options.beam_size,
+            temperature=list(options.temperatures),
+            compression_ratio_threshold=g.compression_ratio_threshold,
+            log_prob_threshold=g.log_prob_threshold,
+            no_speech_threshold=g.no_speech_threshold,
+            condition_on_previous_text=True,
+            initial_prompt=options.initial_prompt or None,
+            hotwords=options.hotwords or None,
+            word_timestamps=options.word_timestamps,
+            vad_filter=False,
+        )
+        segments = [
+            Segment(
+                text=s.text.strip(),
+                start=float(s.start),
+                end=float(s.end),
+                avg_logprob=float(s.avg_logprob),
+                no_speech_prob=float(s.no_speech_prob),
+                compression_ratio=float(s.compression_ratio),
+                temperature=float(s.temperature or 0.0),
+                words=tuple(
+                    Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                    for w in (s.words or ())
+                ),
+            )
+            for s in found
+        ]
+        return segments, _Info(info.language, float(info.language_probability))
+
+    def _fails_guards(self, segment: Segment) -> bool:
+        g = self._guards
+        if not segment.text:
+            return True
+        if segment.compression_ratio > g.compression_ratio_threshold:
+            return True
+        return segment.no_speech_prob > g.no_speech_threshold and segment.avg_logprob < g.log_prob_threshold
+
+
+@dataclass(frozen=True)
+class _Info:
+    language: str
+    language_probability: float
+
+
+def _clamp(value: float, duration: float) -> float:
+    return min(max(value, 0.0), duration)
+
+
+def _shift(segment: Segment, offset: float, duration: float) -> Segment:
+    """Region-relative times to audio-relative ones, kept inside the audio and in order."""
+    words: list[Word] = []
+    last = _clamp(segment.start + offset, duration)
+    for w in segment.words:
+        start = max(_clamp(w.start + offset, duration), last)
+        end = max(_clamp(w.end + offset, duration), start)
+        words.append(Word(w.word, start, end, w.probability))
+        last = end
+    return Segment(
+        text=segment.text,
+        start=_clamp(segment.start + offset, duration),
+        end=_clamp(segment.end + offset, duration),
+        avg_logprob=segment.avg_logprob,
+        no_speech_prob=segment.no_speech_prob,
+        compression_ratio=segment.compression_ratio,
+        temperature=segment.temperature,
+        words=tuple(words),
+    )
+
+
+def words_of(segments: Sequence[Segment]) -> list[Word]:
+    return [w for s in segments for w in s.words]
