@@ -6,7 +6,6 @@ SHELL := /bin/bash
 PY     := .venv/bin/python
 BUF    := node_modules/.bin/buf
 URL    ?= http://localhost:8000
-TOKEN_FILE := run/token
 # Our Python code: the kit, client, edge, launcher, every service and the tests.
 PY_PATHS := kit client envoy launcher services tests
 MYPY_PATHS = kit/aistack_kit client/aistack_client envoy/aistack_edge launcher/aistack_launcher \
@@ -57,7 +56,8 @@ run: setup
 	$(PY) -m aistack_launcher
 
 health:
-	@curl -fsS -H "Authorization: Bearer $$(cat $(TOKEN_FILE) 2>/dev/null)" $(URL)/api/v1/health; echo
+	@curl -sS --fail-with-body $(URL)/api/v1/health; echo
 
+# The token: AISTACK_TOKEN, else the first of API_TOKENS, else run/token written by `make run`.
 smoke-test:
 	$(PY) -m aistack_launcher.smoke --url $(URL)
