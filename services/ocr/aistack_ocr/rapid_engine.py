@@ -109,7 +109,9 @@ class RapidOcrEngine:
     def _model_paths(self) -> dict[str, Path]:
         folder = self._settings.model_dir or shipped_model_dir()
         if not folder.is_dir():
-            raise EngineLoadError(f"RapidOCR model folder {folder} does not exist (AISTACK_OCR_RAPID_MODEL_DIR)")
+            raise EngineLoadError(
+                f"RapidOCR model folder {folder} does not exist (AISTACK_OCR_RAPID_MODEL_DIR)"
+            )
         paths = {}
         for role, (name, expected) in SHIPPED_MODELS.items():
             path = folder / name
@@ -127,7 +129,7 @@ class RapidOcrEngine:
     def _params(self, paths: dict[str, Path], *, det: bool, cls: bool, rec: bool) -> dict[str, Any]:
         settings = self._settings
         params: dict[str, Any] = {
-            "Global.log_level": "warning",
+            "Global.log_level": "error",
             "Global.use_det": det,
             "Global.use_cls": cls,
             "Global.use_rec": rec,
@@ -146,7 +148,9 @@ class RapidOcrEngine:
         try:
             from rapidocr import RapidOCR
         except ImportError as exc:
-            raise EngineLoadError(f"cannot import rapidocr ({exc}): pip install -r requirements/ocr.txt") from exc
+            raise EngineLoadError(
+                f"cannot import rapidocr ({exc}): pip install -r requirements/ocr.txt"
+            ) from exc
         paths = self._model_paths()
         # Three instances because RapidOCR picks its stages per instance: the reader (detect + recognize),
         # and, for rotation detection, a detector and a 0/180 classifier.
@@ -154,7 +158,8 @@ class RapidOcrEngine:
         self._detector = RapidOCR(params=self._params(paths, det=True, cls=False, rec=False))
         self._classifier = RapidOCR(params=self._params(paths, det=False, cls=True, rec=False))
         languages = frozenset(
-            _NAME_TO_CODE.get(name, name) for name in RapidOCR.list_supported_langs("rec", "PP-OCRv6", "small")
+            _NAME_TO_CODE.get(name, name)
+            for name in RapidOCR.list_supported_langs("rec", "PP-OCRv6", "small")  # type: ignore[no-untyped-call]
         )
         self._info = EngineInfo(name="rapidocr/pp-ocrv6-small", languages=languages)
         # RapidOCR builds its onnxruntime sessions on first use; do it now so the first caller does not pay.
