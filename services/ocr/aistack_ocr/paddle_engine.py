@@ -178,10 +178,10 @@ class PaddleOcrEngine:
             height, width = image.shape[:2]
             return EnginePage(lines=[], width=int(width), height=int(height))
         result = results[0]
-        # PaddleX's angle is the page's orientation; turning it back is the same clockwise amount
-        # as RapidOCR's convention only up to direction, so width/height come from the corrected image.
-        rotation = _angle(result) if detect_rotation else 0
-        upright = rotate_clockwise(image, (360 - rotation) % 360) if rotation else image
+        # PaddleX turns the page counter-clockwise by `angle` (cv2.getRotationMatrix2D) before reading, and
+        # its polygons refer to that turned image; our convention counts the same turn clockwise.
+        rotation = (360 - _angle(result)) % 360 if detect_rotation else 0
+        upright = rotate_clockwise(image, rotation)
         lines = [
             EngineLine(
                 text=str(text), confidence=float(score), polygon=tuple((float(x), float(y)) for x, y in poly)
