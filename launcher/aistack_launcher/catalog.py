@@ -29,7 +29,8 @@ class ServiceEntry:
     affinity_header: str | None = None
     # Replicas started in embedded mode.
     replicas: int = 1
-    # Extra environment for the process (model choices and the like).
+    # Extra environment for the process (model choices and the like). `{aux[redis]}` in a value
+    # becomes that helper's port (it moves with AISTACK_PORT_OFFSET).
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -53,6 +54,8 @@ class AuxProcess:
     env: dict[str, str] = field(default_factory=dict)
     # Seconds to wait for readiness (model loading can be slow on 2 cores).
     ready_timeout_seconds: float = 120.0
+    # Catalog names of the services that need it; started only when one of them is. Empty: always.
+    needed_by: tuple[str, ...] = ()
 
 
 PLATFORM = ServiceEntry(

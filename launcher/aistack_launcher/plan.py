@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,18 @@ def select(services: Sequence[ServiceEntry], names: Sequence[str] | None) -> lis
     return [s for s in services if s.name in wanted]
 
 
+def _with_aux_ports(value: str, aux_ports: dict[str, int]) -> str:
+    """`{aux[redis]}` -> the port Redis listens on in this run."""
+
+    def port_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in aux_ports:
+            raise ConfigError(f"catalog env {value!r} names helper {name!r}, which this run does not start")
+        return str(aux_ports[name])
+
+    return re.sub(r"\{aux\[([\w.-]+)\]\}", port_of, value)
+
+
 def envoy_binary() -> str:
     beside_python = Path(sys.executable).parent / "envoy"
     if beside_python.exists():
@@ -87,8 +100,11 @@ def build_plan(
 ) -> Plan:
     python = sys.executable
     processes: list[ProcessSpec] = []
+    names = {s.name for s in services}
+    aux = [a for a in aux if not a.needed_by or names.intersection(a.needed_by)]
+    aux_ports = {a.name: a.port + port_offset for a in aux}
     for proc in aux:
-        port = proc.port + port_offset
+        port = aux_ports[proc.name]
         processes.append(
             ProcessSpec(
                 name=proc.name,
@@ -128,7 +144,7 @@ def build_plan(
         http_ports = replica_ports(entry, entry.http_port, port_offset)
         for index, grpc_port in enumerate(grpc_ports):
             env = {
-                **entry.env,
+                **{key: _with_aux_ports(value, aux_ports) for key, value in entry.env.items()},
                 "AISTACK_GRPC_HOST": "127.0.0.1",
                 "AISTACK_GRPC_PORT": str(grpc_port),
                 "AISTACK_METRICS_PORT": str(metrics_ports[index]),
