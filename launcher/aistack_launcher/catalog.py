@@ -75,9 +75,17 @@ ASR = ServiceEntry(
     affinity_header="x-session-affinity",
 )
 
+TTS = ServiceEntry(
+    name="tts",
+    module="aistack_tts",
+    grpc_services=("aistack.tts.v1.TtsService",),
+    grpc_port=50054,
+    metrics_port=9154,
+)
+
 # Every capability served today, in start order. The platform service comes first: it answers
 # /api/v1/health for all the others.
-SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR)
+SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, TTS)
 
 # Processes started before the services, in order.
 AUX_PROCESSES: tuple[AuxProcess, ...] = (
