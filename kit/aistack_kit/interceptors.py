@@ -8,6 +8,7 @@ INTERNAL with a generic message that carries the request id; the traceback goes 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 import uuid
@@ -153,8 +154,14 @@ class RequestInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             call = _Call(method, incoming_id, quiet)
             await call.begin(context)
             try:
-                async for response in stream_behavior(request, context):
-                    yield response
+                responses = stream_behavior(request, context)
+                if inspect.isawaitable(responses):
+                    # A handler may stream with `await context.write(...)` instead of yielding, as
+                    # grpc's own health Watch does.
+                    await responses
+                else:
+                    async for response in responses:
+                        yield response
             except BaseException as exc:
                 await call.fail(context, exc)
                 raise

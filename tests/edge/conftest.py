@@ -12,7 +12,6 @@ from aistack_kit.testing import TEST_TOKEN
 from aistack_launcher.catalog import PLATFORM
 
 
-
 @pytest.fixture(scope="session")
 def other_token() -> str:
     """A second valid token: rate limits are per token."""

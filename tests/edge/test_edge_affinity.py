@@ -36,7 +36,7 @@ def replicated_edge(platform_env: dict[str, str]) -> Iterator[RunningEnvoy]:
 def _served_by(stub: pb_grpc.PlatformServiceStub, session: str | None) -> str:
     metadata = ((AFFINITY, session),) if session else ()
     _reply, call = stub.GetHealth.with_call(pb.GetHealthRequest(), metadata=metadata, timeout=5)
-    return dict(call.initial_metadata())["x-served-by"]
+    return str(dict(call.initial_metadata())["x-served-by"])
 
 
 def test_config_uses_ring_hash_on_the_affinity_header(replicated_edge: RunningEnvoy) -> None:

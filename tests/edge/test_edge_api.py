@@ -15,7 +15,6 @@ from aistack.platform.v1 import platform_service_pb2_grpc as pb_grpc
 from aistack_edge.testing import RunningEnvoy
 from aistack_kit.errors import error_info_of
 from aistack_kit.testing import TEST_TOKEN, auth_metadata
-
 from aistack_launcher.catalog import PLATFORM
 
 GRPCURL = str(Path(sys.executable).parent / "grpcurl")
@@ -161,9 +160,10 @@ def test_grpc_web_without_token_reports_unauthenticated(edge: RunningEnvoy) -> N
         headers={"content-type": "application/grpc-web+proto", "x-grpc-web": "1"},
     )
     # gRPC-Web carries the status in headers (trailers-only) or a trailer frame.
-    status = reply.headers.get("grpc-status") or next(
-        p for f, p in _grpc_web_frames(reply.content) if f & 0x80
-    ).decode()
+    status = (
+        reply.headers.get("grpc-status")
+        or next(p for f, p in _grpc_web_frames(reply.content) if f & 0x80).decode()
+    )
     assert str(grpc.StatusCode.UNAUTHENTICATED.value[0]) in status
 
 

@@ -38,7 +38,7 @@ def test_envoy_validates_config(target: Target, tmp_path: Path) -> None:
 def test_envoy_rejects_a_broken_config(tmp_path: Path) -> None:
     # The validation above can fail: a cluster without its name is refused.
     config = build_config(Target.EMBEDDED, settings=EdgeSettings())
-    del config["static_resources"]["clusters"][0]["name"]  # type: ignore[index]
+    del config["static_resources"]["clusters"][0]["name"]
     assert _validate(config, tmp_path).returncode != 0
 
 
@@ -51,7 +51,7 @@ def test_committed_compose_config_is_current() -> None:
 
 def test_compose_targets_service_names_with_dns() -> None:
     config = build_config(Target.COMPOSE, settings=EdgeSettings())
-    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}  # type: ignore[index]
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
     asr = clusters["asr"]
     assert asr["type"] == "STRICT_DNS"
     assert asr["lb_policy"] == "RING_HASH"

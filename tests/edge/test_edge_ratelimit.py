@@ -1,4 +1,4 @@
-"""Per-token rate limiting at the edge: each bearer token has its own bucket; 429 JSON / RESOURCE_EXHAUSTED."""
+"""Per-token rate limiting at the edge: a bucket per bearer token; 429 JSON or RESOURCE_EXHAUSTED."""
 
 from __future__ import annotations
 
