@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aistack.asr.v1 import asr_service_pb2 as pb
+from aistack_kit.config import Env
 from aistack_kit.errors import AistackError, InvalidArgument, ResourceExhausted
 from aistack_kit.grpc_types import Context
 from aistack_kit.logs import log_fields
@@ -39,6 +40,13 @@ logger = logging.getLogger("aistack.asr.streaming")
 # VAD runs on a thread once this much new audio is buffered: fewer hops, still well under a pause.
 _VAD_STEP_SAMPLES = 3200
 Reason = pb.SessionEndReason
+
+
+class HasEnv(Protocol):
+    """Service settings that carry the environment they were read from (AsrSettings)."""
+
+    @property
+    def env(self) -> Env: ...
 
 
 class ModelSource(Protocol):
@@ -105,12 +113,16 @@ class StreamingRecognizer:
     def __init__(
         self,
         registry: ModelSource,
-        settings: StreamingSettings,
+        settings: StreamingSettings | HasEnv | None = None,
         *,
         insights: InsightsProvider | None = None,
     ) -> None:
         self._registry = registry
-        self.settings = settings
+        # The app hands over its AsrSettings; streaming reads its own variables from the same source.
+        if isinstance(settings, StreamingSettings):
+            self.settings = settings
+        else:
+            self.settings = StreamingSettings.from_env(settings.env if settings is not None else None)
         self._insights = insights
         self._batchers: dict[str, WindowBatcher] = {}
         self._active = 0
@@ -309,7 +321,7 @@ class _Session:
         self.pending_vad: list = []
         self.pending_samples = 0
         self.interim_inflight: asyncio.Future[WindowOutput] | None = None
-        self.last_interim = 0.0
+        self.last_interim = 0
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -429,7 +441,7 @@ class _Session:
         for window in windows:
             await self.items.put(_Item(window=window, arrival=self._arrival_of(window.end_sample)))
         if self.config.interim_results:
-            self._maybe_interim(arrival)
+            self._maybe_interim()
 
     def _arrival_of(self, end_sample: int) -> float:
         """When the chunk holding the window's last sample arrived."""
@@ -437,15 +449,18 @@ class _Session:
             self.arrivals.popleft()
         return self.arrivals[0][1] if self.arrivals else time.monotonic()
 
-    def _maybe_interim(self, now: float) -> None:
+    def _maybe_interim(self) -> None:
+        # Paced by audio received, not wall time: one hypothesis per interval of new audio at most,
+        # and never more than one in flight, so interims cannot crowd out final windows.
         if self.interim_inflight is not None and not self.interim_inflight.done():
             return
-        if now - self.last_interim < self.s.interim_interval_seconds:
+        received = self.windower.received_samples
+        if received - self.last_interim < self.s.interim_interval_seconds * SAMPLE_RATE:
             return
         audio, voiced = self.windower.open_audio()
         if not voiced or audio.size < SAMPLE_RATE // 2:
             return
-        self.last_interim = now
+        self.last_interim = received
         request = DecodeRequest(audio=audio.copy(), language=self.config.language, prompt=self._prompt())
         self.interim_inflight = self.batcher.submit(request, interim=True)
         start = self.windower.window_start / SAMPLE_RATE
