@@ -82,45 +82,60 @@ def _with_metadata(details: grpc.aio.ClientCallDetails, extra: Sequence[tuple[st
     )
 
 
-class _Headers(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):
-    """Adds the bearer token to every call and a session-affinity id to every bidirectional stream."""
-
+class _Auth:
     def __init__(self, token: str | None) -> None:
-        self._auth = [("authorization", f"Bearer {token}")] if token else []
+        self.headers = [("authorization", f"Bearer {token}")] if token else []
 
+
+# grpc.aio files each interceptor under the first call type it implements, so one class per type.
+class _UnaryUnaryAuth(_Auth, _UnaryUnary):
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_metadata(details, self._auth), request)
+        return await continuation(_with_metadata(details, self.headers), request)
 
+
+class _UnaryStreamAuth(_Auth, _UnaryStream):
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_metadata(details, self._auth), request)
+        return await continuation(_with_metadata(details, self.headers), request)
 
+
+class _StreamUnaryAuth(_Auth, _StreamUnary):
     async def intercept_stream_unary(
-        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+        self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_metadata(details, self._auth), request_iterator)
+        return await continuation(_with_metadata(details, self.headers), requests)
+
+
+class _StreamStreamAuth(_Auth, _StreamStream):
+    """Also gives every bidirectional stream a session-affinity id, unless the caller set one."""
 
     async def intercept_stream_stream(
-        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+        self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
         session = [(AFFINITY_HEADER, str(uuid.uuid4()))]
-        return await continuation(_with_metadata(details, [*self._auth, *session]), request_iterator)
+        return await continuation(_with_metadata(details, [*self.headers, *session]), requests)
 
 
 class AistackClient:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
         self.url = resolve_url(url)
         self.token = resolve_token(token)
+        interceptors: list[Any] = [
+            _UnaryUnaryAuth(self.token),
+            _UnaryStreamAuth(self.token),
+            _StreamUnaryAuth(self.token),
+            _StreamStreamAuth(self.token),
+        ]
         self.channel = grpc.aio.insecure_channel(
             self.url,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ],
-            interceptors=[_Headers(self.token)],  # type: ignore[list-item]  # stubs want a cast
+            interceptors=interceptors,
         )
 
     def stub(self, stub_class: Callable[[grpc.aio.Channel], StubT]) -> StubT:
