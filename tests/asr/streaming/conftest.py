@@ -117,20 +117,35 @@ async def run_stream(
     pause: float = 0.0,
     hold: asyncio.Event | None = None,
     hold_after: int = 0,
+    close: bool = True,
 ) -> Stream:
     """Sends `requests` (sleeping `pause` between them; waiting for `hold` after `hold_after` of them),
-    half-closes, and collects every event."""
+    half-closes (unless `close` is False), and collects every event.
 
-    async def send() -> AsyncIterator[pb.StreamingRecognizeRequest]:
-        for index, request in enumerate(requests):
-            if hold is not None and index == hold_after:
-                await hold.wait()
-            yield request
-            if pause:
-                await asyncio.sleep(pause)
+    Writes go through `call.write` on their own task, as a real client does: when the server ends the
+    call early (an error, a limit) a pending write fails, and the server's status is what `read` raises.
+    """
+    call = stub.StreamingRecognize(metadata=auth_metadata(), timeout=180)
 
+    async def send() -> None:
+        try:
+            for index, request in enumerate(requests):
+                if hold is not None and index == hold_after:
+                    await hold.wait()
+                await call.write(request)
+                if pause:
+                    await asyncio.sleep(pause)
+            if close:
+                await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            pass  # the call is over; its status comes from the reading side
+
+    writer = asyncio.create_task(send())
     stream = Stream()
-    call = stub.StreamingRecognize(send(), metadata=auth_metadata(), timeout=180)
-    async for event in call:
-        stream.events.append(event)
+    try:
+        while (event := await call.read()) is not grpc.aio.EOF:
+            stream.events.append(event)
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
     return stream
