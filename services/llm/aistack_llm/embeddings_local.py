@@ -63,6 +63,9 @@ class LocalSentenceEmbedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a progress bar per start-up is noise in JSON logs
 
         if self._threads:
             torch.set_num_threads(self._threads)
