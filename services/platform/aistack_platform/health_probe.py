@@ -23,12 +23,16 @@ class HealthProbe:
     def __init__(self, targets: Sequence[Target], timeout_seconds: float = 2.0) -> None:
         self._targets = list(targets)
         self._timeout = timeout_seconds
-        self._channels = {t.address: grpc.aio.insecure_channel(t.address) for t in self._targets}
+        # Made on first use: a grpc.aio channel belongs to the event loop it was created on, and the
+        # probe is built before the server's loop runs.
+        self._channels: dict[str, grpc.aio.Channel] = {}
 
     async def check_all(self) -> list[pb.ServiceHealth]:
         return list(await asyncio.gather(*(self._check(t) for t in self._targets)))
 
     async def _check(self, target: Target) -> pb.ServiceHealth:
+        if target.address not in self._channels:
+            self._channels[target.address] = grpc.aio.insecure_channel(target.address)
         stub = health_pb2_grpc.HealthStub(self._channels[target.address])
         try:
             reply = await stub.Check(
