@@ -69,7 +69,11 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$digest" ]]; then
     log "pip install --no-deps ${NODEPS[*]}"
     .venv/bin/python -m pip install -q --no-deps "${NODEPS[@]}"
   fi
-  .venv/bin/python -m pip install -q --no-deps -e .
+  # The build backend's deprecation chatter would bury the useful lines; shown only on failure.
+  if ! out=$(.venv/bin/python -m pip install -q --no-deps -e . 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
   echo "$digest" >"$stamp"
 else
   log "Python packages up to date (.venv)"
