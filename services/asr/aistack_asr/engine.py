@@ -116,7 +116,7 @@ class FasterWhisperTranscriber:
                 # so that one noisy region cannot switch the transcript's language.
                 language, language_probability = info.language, float(info.language_probability)
             for segment in found:
-                if self._fails_guards(segment):
+                if self.fails_guards(segment):
                     dropped += 1
                     continue
                 segments.append(_shift(segment, offset, duration))
@@ -167,13 +167,18 @@ class FasterWhisperTranscriber:
         ]
         return segments, _Info(info.language, float(info.language_probability))
 
-    def _fails_guards(self, segment: Segment) -> bool:
+    def fails_guards(self, segment: Segment) -> bool:
+        """Segments to drop: repetition loops, and text on audio the model itself rates as non-speech."""
         g = self._guards
         if not segment.text:
             return True
         if segment.compression_ratio > g.compression_ratio_threshold:
             return True
-        return segment.no_speech_prob > g.no_speech_threshold and segment.avg_logprob < g.log_prob_threshold
+        if segment.no_speech_prob <= g.no_speech_threshold:
+            return False
+        # Likely non-speech: keep the text only if greedy decoding was confident about it. Text that
+        # needed temperature sampling on such audio is what Whisper invents on noise.
+        return segment.avg_logprob < g.log_prob_threshold or segment.temperature > 0.0
 
 
 @dataclass(frozen=True)
