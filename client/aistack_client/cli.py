@@ -24,6 +24,7 @@ Handler = Callable[[argparse.Namespace, AistackClient], Awaitable[int]]
 COMMANDS: tuple[str, ...] = (
     "health",
     "services",
+    "asr",
 )
 
 
