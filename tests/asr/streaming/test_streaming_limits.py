@@ -14,8 +14,7 @@ from aistack_kit.errors import error_info_of
 from asr_testkit import espeak_wav, needs_espeak, wav_samples, wer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
-from conftest import IDLE_TIMEOUT, MAX_SESSIONS, chunks, config, run_stream, seconds
+from stream_testkit import MAX_SESSIONS, chunks, config, run_stream, seconds
 
 pytestmark = [pytest.mark.slow, needs_espeak]
 
@@ -48,14 +47,26 @@ async def expect_error(
     [
         ([pb.StreamingRecognizeRequest(audio_content=b"\0\0" * 160)], "CONFIG_REQUIRED"),
         ([config(), config()], "CONFIG_ALREADY_SET"),
-        ([config(), pb.StreamingRecognizeRequest(audio_content=b"\0\0" * 1600), config()], "CONFIG_ALREADY_SET"),
+        (
+            [config(), pb.StreamingRecognizeRequest(audio_content=b"\0\0" * 1600), config()],
+            "CONFIG_ALREADY_SET",
+        ),
         ([config(encoding=audio_pb2.AUDIO_ENCODING_UNSPECIFIED)], "ENCODING_REQUIRED"),
         ([config(rate=0)], "BAD_SAMPLE_RATE"),
         ([config(rate=1_000_000)], "BAD_SAMPLE_RATE"),
         ([config(batch_window=12.0, max_batch_window=6.0)], "BAD_BATCH_WINDOW"),
         ([config(language="pt")], "UNSUPPORTED_LANGUAGE"),
     ],
-    ids=["audio-first", "config-twice", "config-later", "no-encoding", "no-rate", "bad-rate", "windows", "language"],
+    ids=[
+        "audio-first",
+        "config-twice",
+        "config-later",
+        "no-encoding",
+        "no-rate",
+        "bad-rate",
+        "windows",
+        "language",
+    ],
 )
 async def test_bad_streams_are_invalid_argument(
     stub: pb_grpc.AsrServiceStub, requests: list[pb.StreamingRecognizeRequest], reason: str
@@ -77,7 +88,9 @@ async def test_session_limit_refuses_with_retry_info_and_others_finish(stub: pb_
         audio, rate = audio_of(text)
         parts = chunks(audio, rate // 5 * 2)
         # Each session opens and sends a little audio, then waits until the extra session was refused.
-        held.append(asyncio.create_task(run_stream(stub, [config(rate=rate), *parts], hold=release, hold_after=3)))
+        held.append(
+            asyncio.create_task(run_stream(stub, [config(rate=rate), *parts], hold=release, hold_after=3))
+        )
     await asyncio.sleep(1.5)
 
     extra_audio, rate = audio_of("This session is one too many.")

@@ -10,18 +10,29 @@ from aistack.asr.v1 import asr_service_pb2 as pb
 from aistack.asr.v1 import asr_service_pb2_grpc as pb_grpc
 from asr_testkit import espeak_wav, needs_espeak, piper_available, piper_wav, wav_samples, wer
 from prometheus_client import REGISTRY
-
-from conftest import Stream, chunks, config, run_stream, seconds
+from stream_testkit import Stream, chunks, config, run_stream, seconds
 
 pytestmark = [pytest.mark.slow, needs_espeak]
 
 RATE = 22_050  # espeak-ng's and Piper's own rate: the server resamples the stream
 EN = [
-    ("Please call me back tomorrow morning about the invoice.", "My internet connection drops every evening after dinner."),
-    ("I would like to cancel my subscription today.", "The package was delivered to the wrong address on Monday."),
-    ("Thank you for waiting, an agent will be with you shortly.", "Your new credit card will arrive in five business days."),
+    (
+        "Please call me back tomorrow morning about the invoice.",
+        "My internet connection drops every evening after dinner.",
+    ),
+    (
+        "I would like to cancel my subscription today.",
+        "The package was delivered to the wrong address on Monday.",
+    ),
+    (
+        "Thank you for waiting, an agent will be with you shortly.",
+        "Your new credit card will arrive in five business days.",
+    ),
 ]
-PT = ("Bom dia, eu gostaria de falar sobre a minha conta de telefone.", "O valor da fatura veio muito alto este mês.")
+PT = (
+    "Bom dia, eu gostaria de falar sobre a minha conta de telefone.",
+    "O valor da fatura veio muito alto este mês.",
+)
 # Slow espeak-ng Portuguese with gaps between words: the default rate is too fast for Whisper base.
 PT_VOICE = "pt-br"
 
@@ -32,7 +43,7 @@ def speech(text: str, voice: str = "en-us", *, piper: bool = False) -> np.ndarra
     else:
         samples, rate = wav_samples(espeak_wav(text, voice))
     assert rate == RATE
-    return samples
+    return np.asarray(samples, dtype="<i2")
 
 
 def two_sentences(first: np.ndarray, second: np.ndarray, gap: float = 1.0) -> tuple[bytes, float]:
@@ -71,7 +82,10 @@ def check_stream(stream: Stream) -> None:
 
 def batches_of_two_or_more() -> float:
     count = REGISTRY.get_sample_value("aistack_asr_batch_size_count", {"model": "whisper/tiny.en"}) or 0.0
-    single = REGISTRY.get_sample_value("aistack_asr_batch_size_bucket", {"model": "whisper/tiny.en", "le": "1.0"}) or 0.0
+    single = (
+        REGISTRY.get_sample_value("aistack_asr_batch_size_bucket", {"model": "whisper/tiny.en", "le": "1.0"})
+        or 0.0
+    )
     return count - single
 
 
@@ -81,7 +95,10 @@ async def test_concurrent_sessions_get_their_own_text(stub: pb_grpc.AsrServiceSt
         audio, _ = two_sentences(speech(first), speech(second))
         sessions.append((f"{first} {second}", audio, 0.0, config(rate=RATE)))
     if piper_available():
-        first, second = "Please check the balance of my savings account.", "I need it before Friday afternoon."
+        first, second = (
+            "Please check the balance of my savings account.",
+            "I need it before Friday afternoon.",
+        )
         audio, _ = two_sentences(speech(first, piper=True), speech(second, piper=True))
         sessions.append((f"{first} {second}", audio, 0.0, config(rate=RATE, words=True)))
     else:
@@ -92,7 +109,10 @@ async def test_concurrent_sessions_get_their_own_text(stub: pb_grpc.AsrServiceSt
 
     # 100 ms chunks, all sessions at once: their windows meet in the tiny.en batcher.
     results = await asyncio.gather(
-        *(run_stream(stub, [cfg, *chunks(audio, RATE // 10 * 2)], pause=0.005) for _, audio, _, cfg in sessions)
+        *(
+            run_stream(stub, [cfg, *chunks(audio, RATE // 10 * 2)], pause=0.005)
+            for _, audio, _, cfg in sessions
+        )
     )
     texts = [text for text, *_ in sessions]
     for index, (stream, text) in enumerate(zip(results, texts, strict=True)):
@@ -113,7 +133,9 @@ async def test_concurrent_sessions_get_their_own_text(stub: pb_grpc.AsrServiceSt
 
 async def test_portuguese_session_with_base(stub: pb_grpc.AsrServiceStub) -> None:
     audio, _ = two_sentences(speech(PT[0], PT_VOICE), speech(PT[1], PT_VOICE))
-    stream = await run_stream(stub, [config(model="whisper/base", language="pt-BR", rate=RATE), *chunks(audio, 4410)])
+    stream = await run_stream(
+        stub, [config(model="whisper/base", language="pt-BR", rate=RATE), *chunks(audio, 4410)]
+    )
     check_stream(stream)
     assert stream.events[0].session_started.model == "whisper/base"
     assert {w.language for w in stream.windows} == {"pt"}
@@ -126,7 +148,9 @@ async def test_window_is_cut_in_the_pause(stub: pb_grpc.AsrServiceStub) -> None:
     audio, gap_start = two_sentences(a, b, gap=1.2)
     # batch_window 2.5 s, shorter than the first sentence: the window waits for the pause after it.
     assert gap_start > 2.5
-    stream = await run_stream(stub, [config(rate=RATE, batch_window=2.5, max_batch_window=12.0), *chunks(audio, 3000)])
+    stream = await run_stream(
+        stub, [config(rate=RATE, batch_window=2.5, max_batch_window=12.0), *chunks(audio, 3000)]
+    )
     check_stream(stream)
     assert len(stream.windows) == 2, [w.text for w in stream.windows]
     cut = seconds(stream.windows[0].end_offset)
@@ -156,7 +180,10 @@ async def test_interim_results_only_when_asked(stub: pb_grpc.AsrServiceStub) -> 
     # Paced at about four times real time so the open window has something to show.
     stream = await run_stream(
         stub,
-        [config(rate=RATE, batch_window=4.0, max_batch_window=8.0, interim=True), *chunks(audio, RATE // 5 * 2)],
+        [
+            config(rate=RATE, batch_window=4.0, max_batch_window=8.0, interim=True),
+            *chunks(audio, RATE // 5 * 2),
+        ],
         pause=0.05,
     )
     check_stream(stream)
@@ -169,6 +196,8 @@ async def test_interim_results_only_when_asked(stub: pb_grpc.AsrServiceStub) -> 
         interim = stream.events[position].interim_result
         assert interim.text.strip()
         assert 0.0 <= interim.stability <= 1.0
-        following = [e.batch_processed for e in stream.events[position:] if e.WhichOneof("event") == "batch_processed"]
+        following = [
+            e.batch_processed for e in stream.events[position:] if e.WhichOneof("event") == "batch_processed"
+        ]
         assert following, "an interim result came after the last window"
         assert following[0].start_offset == interim.start_offset

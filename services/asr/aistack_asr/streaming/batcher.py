@@ -10,6 +10,7 @@ waits on a session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -112,7 +113,9 @@ class WindowBatcher:
             try:
                 outputs = self.decoder.decode([job.request for job in batch])
             except Exception as exc:
-                logger.exception("batch decode failed", extra=log_fields(model=self.model_name, size=len(batch)))
+                logger.exception(
+                    "batch decode failed", extra=log_fields(model=self.model_name, size=len(batch))
+                )
                 for job in batch:
                     _settle(job, error=exc)
                 continue
@@ -135,7 +138,6 @@ def _settle(job: _Job, *, result: WindowOutput | None = None, error: BaseExcepti
             assert result is not None
             job.future.set_result(result)
 
-    try:
+    # A closed loop means the session is gone: nobody is waiting any more.
+    with contextlib.suppress(RuntimeError):
         job.loop.call_soon_threadsafe(apply)
-    except RuntimeError:
-        pass  # the session's loop is closed: nobody is waiting any more

@@ -173,8 +173,9 @@ class WindowDecoder:
         elapsed = time.perf_counter() - started
         share = elapsed / max(1, len(requests))
         final = []
-        for output in results:
-            assert output is not None
+        for maybe in results:
+            assert maybe is not None
+            output = maybe
             final.append(
                 WindowOutput(
                     text=output.text,

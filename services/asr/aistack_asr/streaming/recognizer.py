@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 from aistack.asr.v1 import asr_service_pb2 as pb
 from aistack_kit.config import Env
 from aistack_kit.errors import AistackError, InvalidArgument, ResourceExhausted
@@ -30,7 +31,13 @@ from google.protobuf import duration_pb2
 from aistack_asr.audio import PcmDecoder
 from aistack_asr.streaming import metrics
 from aistack_asr.streaming.batcher import WindowBatcher
-from aistack_asr.streaming.decoder import DecodedSegment, DecodeRequest, WhisperModelLike, WindowDecoder, WindowOutput
+from aistack_asr.streaming.decoder import (
+    DecodedSegment,
+    DecodeRequest,
+    WhisperModelLike,
+    WindowDecoder,
+    WindowOutput,
+)
 from aistack_asr.streaming.insights import InsightsProvider, InsightsSession, TranscribedWindow
 from aistack_asr.streaming.settings import MAX_WINDOW_SECONDS, StreamingSettings
 from aistack_asr.streaming.windowing import SAMPLE_RATE, Window, Windower
@@ -155,7 +162,9 @@ class StreamingRecognizer:
                 no_speech_threshold=s.no_speech_threshold,
                 log_prob_threshold=s.log_prob_threshold,
             )
-            batcher = WindowBatcher(decoder, max_batch_size=s.max_batch_size, max_wait_seconds=s.max_batch_wait_seconds)
+            batcher = WindowBatcher(
+                decoder, max_batch_size=s.max_batch_size, max_wait_seconds=s.max_batch_wait_seconds
+            )
             self._batchers[model.name] = batcher
         return batcher
 
@@ -178,11 +187,17 @@ class StreamingRecognizer:
         for batcher in batchers:
             await asyncio.to_thread(batcher.close)
 
-    def _session_config(self, request: pb.StreamingRecognizeRequest, context: Context | None) -> SessionConfig:
+    def _session_config(
+        self, request: pb.StreamingRecognizeRequest, context: Context | None
+    ) -> SessionConfig:
         streaming = request.streaming_config
         config = streaming.config
         s = self.settings
-        batch = _seconds(streaming.batch_window) if streaming.HasField("batch_window") else s.default_batch_window_seconds
+        batch = (
+            _seconds(streaming.batch_window)
+            if streaming.HasField("batch_window")
+            else s.default_batch_window_seconds
+        )
         longest = (
             _seconds(streaming.max_batch_window)
             if streaming.HasField("max_batch_window")
@@ -197,7 +212,8 @@ class StreamingRecognizer:
             )
         session_id = streaming.session_id.strip()
         if not session_id and context is not None:
-            session_id = dict(context.invocation_metadata() or ()).get("x-session-affinity", "")  # type: ignore[arg-type]
+            metadata = {str(key): value for key, value in (context.invocation_metadata() or ())}
+            session_id = str(metadata.get("x-session-affinity", ""))
         prompt = " ".join(p for p in (config.hotwords.strip(), config.initial_prompt.strip()) if p)
         return SessionConfig(
             session_id=str(session_id) or uuid.uuid4().hex,
@@ -308,8 +324,8 @@ class _Session:
             speech_pad_seconds=s.speech_pad_seconds,
         )
         self.items: asyncio.Queue[_Item] = asyncio.Queue()
-        self.out: asyncio.Queue[tuple[pb.StreamingRecognizeResponse, float | None] | BaseException] = asyncio.Queue(
-            s.output_queue_size
+        self.out: asyncio.Queue[tuple[pb.StreamingRecognizeResponse, float | None] | BaseException] = (
+            asyncio.Queue(s.output_queue_size)
         )
         base = batcher.decoder.encode_text(" " + config.prompt_text) if config.prompt_text else ()
         self.base_prompt = tuple(base[: s.prompt_max_tokens])
@@ -318,7 +334,7 @@ class _Session:
         self.batch_index = 0
         self.arrivals: deque[tuple[int, float]] = deque()
         self.started = time.monotonic()
-        self.pending_vad: list = []
+        self.pending_vad: list[np.ndarray] = []
         self.pending_samples = 0
         self.interim_inflight: asyncio.Future[WindowOutput] | None = None
         self.last_interim = 0
@@ -395,7 +411,9 @@ class _Session:
                 if next_request is None:
                     next_request = asyncio.ensure_future(anext(requests))
                 done, _ = await asyncio.wait(
-                    {next_request, stop}, timeout=self.s.idle_timeout_seconds, return_when=asyncio.FIRST_COMPLETED
+                    {next_request, stop},
+                    timeout=self.s.idle_timeout_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 if stop in done:
                     return Reason.SESSION_END_REASON_SERVER_SHUTDOWN
@@ -425,7 +443,7 @@ class _Session:
             if next_request is not None:
                 next_request.cancel()
 
-    async def _feed(self, samples, arrival: float, *, force: bool = False) -> None:  # type: ignore[no-untyped-def]
+    async def _feed(self, samples: np.ndarray, arrival: float, *, force: bool = False) -> None:
         if samples.size:
             self.pending_vad.append(samples)
             self.pending_samples += samples.size
@@ -433,8 +451,6 @@ class _Session:
             self.arrivals.append((total, arrival))
         if not self.pending_vad or (self.pending_samples < _VAD_STEP_SAMPLES and not force):
             return
-        import numpy as np
-
         audio = np.concatenate(self.pending_vad)
         self.pending_vad, self.pending_samples = [], 0
         windows = await asyncio.to_thread(self.windower.push, audio)
@@ -524,7 +540,9 @@ class _Session:
         audio = window.audio[window.speech_start : window.speech_end]
         prompt = self._prompt()
         output = await self.batcher.submit(
-            DecodeRequest(audio=audio, language=self.config.language, prompt=prompt, want_words=self.config.want_words)
+            DecodeRequest(
+                audio=audio, language=self.config.language, prompt=prompt, want_words=self.config.want_words
+            )
         )
         looping = output.compression_ratio > self.s.compression_ratio_threshold or _repeats(output.text)
         if looping and prompt:
@@ -618,7 +636,7 @@ class _Session:
             "stream ended",
             extra=log_fields(
                 session_id=c.session_id,
-                reason=Reason.Name(reason),
+                reason=Reason.Name(pb.SessionEndReason.ValueType(reason)),
                 audio_seconds=round(audio_seconds, 2),
                 windows=self.batch_index,
             ),
@@ -626,7 +644,9 @@ class _Session:
         await self._put(
             pb.StreamingRecognizeResponse(
                 session_ended=pb.SessionEnded(
-                    session_id=c.session_id, reason=reason, audio_duration=_duration(audio_seconds)  # type: ignore[arg-type]
+                    session_id=c.session_id,
+                    reason=pb.SessionEndReason.ValueType(reason),
+                    audio_duration=_duration(audio_seconds),
                 )
             )
         )

@@ -17,7 +17,9 @@ def _buckets(env: Env, name: str, default: str) -> tuple[float, ...]:
     try:
         items = tuple(sorted({float(item) for item in value.split(",") if item.strip()}))
     except ValueError:
-        raise ConfigError(f"{name} must be comma-separated seconds (e.g. 10,15,20,30) or off, got {value!r}") from None
+        raise ConfigError(
+            f"{name} must be comma-separated seconds (e.g. 10,15,20,30) or off, got {value!r}"
+        ) from None
     if not items or any(not 1.0 <= s <= MAX_WINDOW_SECONDS for s in items):
         raise ConfigError(f"{name} must hold seconds between 1 and 30, got {value!r}")
     return items if items[-1] == MAX_WINDOW_SECONDS else (*items, MAX_WINDOW_SECONDS)
