@@ -81,7 +81,7 @@ async def sse_request(client: httpx.AsyncClient, url: str, body: dict[str, objec
     return Result(ttft, tokens, time.perf_counter() - started)
 
 
-async def grpc_request(stub: pb_grpc.LlmServiceStub, max_tokens: int) -> Result:
+async def grpc_request(stub: pb_grpc.LlmServiceAsyncStub, max_tokens: int) -> Result:
     request = pb.StreamChatRequest(
         messages=[pb.ChatMessage(role=pb.ROLE_USER, content=PROMPT)],
         generation_config=pb.GenerationConfig(max_tokens=max_tokens, temperature=0.0, seed=1),
@@ -171,7 +171,7 @@ async def run(
                 )
     await direct.aclose()
     await ours.aclose()
-    await channel.close()
+    await channel.close(None)
     summary: dict[str, object] = {}
     for concurrency, by_path in table.items():
         averaged = {

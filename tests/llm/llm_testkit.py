@@ -59,7 +59,7 @@ class Upstream:
 
 
 def start_upstream(log_dir: Path, port: int | None = None) -> Upstream:
-    """Starts llama.cpp's server the way the launcher does (on a free port by default); waits until it serves."""
+    """Starts llama.cpp's server as the launcher does (on a free port by default); waits until it serves."""
     port = port or free_port()
     log = log_dir / f"llama-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -105,7 +105,7 @@ class Service:
     channel: grpc.aio.Channel
 
     @property
-    def stub(self) -> pb_grpc.LlmServiceStub:
+    def stub(self) -> pb_grpc.LlmServiceAsyncStub:
         return pb_grpc.LlmServiceStub(self.channel)
 
     @property
@@ -116,11 +116,11 @@ class Service:
     def openai_base_url(self) -> str:
         return f"{self.http_url}/api/v1"
 
-    async def wait_streams_closed(self, timeout: float = 5.0) -> float:
-        """Seconds until no stream to the upstream is open any more (fails after `timeout`)."""
+    async def wait_streams_closed(self, within: float = 5.0) -> float:
+        """Seconds until no stream to the upstream is open any more (fails after `within` seconds)."""
         started = time.monotonic()
         while self.capability.service.open_streams:
-            if time.monotonic() - started > timeout:
+            if time.monotonic() - started > within:
                 raise AssertionError(f"{self.capability.service.open_streams} upstream stream(s) still open")
             await asyncio.sleep(0.01)
         return time.monotonic() - started
@@ -134,7 +134,7 @@ async def start_service(config: LlmConfig) -> Service:
 
 
 async def stop_service(service: Service) -> None:
-    await service.channel.close()
+    await service.channel.close(None)
     await service.running.stop()
 
 
@@ -142,11 +142,11 @@ def auth_headers(token: str = TEST_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Seconds until `condition` holds; fails naming `what` after `timeout`."""
+async def wait_for(condition: Callable[[], bool], within: float, what: str) -> float:
+    """Seconds until `condition` holds; fails naming `what` after `within` seconds."""
     started = time.monotonic()
     while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"{what}: not within {timeout} s")
+        if time.monotonic() - started > within:
+            raise AssertionError(f"{what}: not within {within} s")
         await asyncio.sleep(0.02)
     return time.monotonic() - started

@@ -11,9 +11,9 @@ import pytest
 from aistack.llm.v1 import llm_service_pb2 as pb
 from aistack_kit.errors import error_info_of
 from aistack_kit.testing import TEST_TOKEN, auth_metadata
-from prometheus_client import REGISTRY
-
 from llm_testkit import Service, auth_headers
+from openai.types.chat import ChatCompletionMessageParam
+from prometheus_client import REGISTRY
 
 QUESTION = "What is the capital of France? Answer in one sentence."
 
@@ -122,7 +122,7 @@ async def test_http_chat_and_sse_stream_ending_in_done(service: Service) -> None
 
 async def test_official_openai_client_unary_and_streaming(service: Service) -> None:
     client = openai.AsyncOpenAI(base_url=service.openai_base_url, api_key=TEST_TOKEN, max_retries=0)
-    messages = [
+    messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "You are a helpful assistant."},
         {"role": "user", "content": QUESTION},
     ]
@@ -135,7 +135,7 @@ async def test_official_openai_client_unary_and_streaming(service: Service) -> N
             messages=messages,
             max_tokens=24,
             temperature=0,
-            seed=7,  # type: ignore[arg-type]
+            seed=7,
         )
         content = unary.choices[0].message.content or ""
         assert "paris" in content.lower()
@@ -143,7 +143,7 @@ async def test_official_openai_client_unary_and_streaming(service: Service) -> N
 
         stream = await client.chat.completions.create(
             model="paneas-v1",
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=24,
             temperature=0,
             seed=7,
@@ -160,7 +160,7 @@ async def test_official_openai_client_unary_and_streaming(service: Service) -> N
         assert usage is not None and usage.completion_tokens == unary.usage.completion_tokens
 
         with pytest.raises(openai.NotFoundError) as missing:
-            await client.chat.completions.create(model="gpt-4o", messages=messages)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="gpt-4o", messages=messages)
         assert "paneas-v1" in str(missing.value)
     finally:
         await client.close()
@@ -168,7 +168,7 @@ async def test_official_openai_client_unary_and_streaming(service: Service) -> N
 
 async def test_openai_client_json_mode_gives_json(service: Service) -> None:
     client = openai.AsyncOpenAI(base_url=service.openai_base_url, api_key=TEST_TOKEN, max_retries=0)
-    schema = {
+    schema: dict[str, object] = {
         "type": "object",
         "properties": {"capital": {"type": "string", "enum": ["Paris", "Lyon", "Rome"]}},
         "required": ["capital"],

@@ -63,7 +63,7 @@ async def test_grpc_cancel_stops_generation_upstream(service: Service, upstream:
             break
     assert service.capability.service.open_streams == 1
     call.cancel()
-    await service.wait_streams_closed(timeout=5)
+    await service.wait_streams_closed(within=5)
     await wait_for(lambda: disconnects(upstream) > seen, 10, "llama.cpp server saw the client leave")
     # The upstream is free again at once, not after the rest of a 1000-token story.
     started = time.monotonic()
@@ -90,7 +90,7 @@ async def test_http_disconnect_stops_generation_upstream(service: Service, upstr
             if events == 3:
                 break
         assert service.capability.service.open_streams == 1
-    await service.wait_streams_closed(timeout=5)
+    await service.wait_streams_closed(within=5)
     await wait_for(lambda: disconnects(upstream) > seen, 10, "llama.cpp server saw the client leave")
 
 
@@ -176,7 +176,7 @@ async def test_slow_upstream_is_unavailable_and_deadlines_hold() -> None:
             response = await client.post("/api/v1/chat/completions", json=body)
         assert response.status_code == 503
         assert response.json()["error"]["code"] == "UPSTREAM_TIMEOUT"
-        await service.wait_streams_closed(timeout=2)
+        await service.wait_streams_closed(within=2)
     finally:
         await stop_service(service)
         for writer in stalled:
@@ -220,7 +220,7 @@ async def test_upstream_dying_mid_stream_ends_the_stream_with_an_error(tmp_path:
         error = json.loads(events[-1])["error"]
         assert error["code"] == "UPSTREAM_UNAVAILABLE"
         assert "llama-cpp" in error["message"]
-        await service.wait_streams_closed(timeout=2)
+        await service.wait_streams_closed(within=2)
     finally:
         await stop_service(service)
         upstream.stop()

@@ -79,7 +79,11 @@ class LlmCapability(Capability):
     async def close(self) -> None:
         await self.http.stop()
         closed: set[int] = set()
-        for engine in (*self._chat_engines.values(), *self._embedders.values()):
+        engines: list[ChatEngine | EmbeddingEngine] = [
+            *self._chat_engines.values(),
+            *self._embedders.values(),
+        ]
+        for engine in engines:
             if id(engine) not in closed:
                 closed.add(id(engine))
                 await engine.aclose()

@@ -65,7 +65,7 @@ class LocalSentenceEmbedder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as transformers_logging
 
-        transformers_logging.disable_progress_bar()  # a progress bar per start-up is noise in JSON logs
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # a progress bar per start-up is noise in JSON logs
 
         if self._threads:
             torch.set_num_threads(self._threads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -41,7 +41,7 @@ class ChatEngine(Protocol):
 
     def stream(
         self, model: str, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[CompletionChunk]:
+    ) -> AsyncGenerator[CompletionChunk, None]:
         """The answer as it is generated. Closing the iterator early stops generation upstream."""
         ...
 
@@ -100,7 +100,7 @@ class OpenAIUpstream:
 
     async def stream(
         self, model: str, messages: Sequence[Message], params: GenerationParams
-    ) -> AsyncIterator[CompletionChunk]:
+    ) -> AsyncGenerator[CompletionChunk, None]:
         body = self._chat_body(model, messages, params, stream=True)
         try:
             # Leaving this block early (the caller closed us: cancel, disconnect, error) closes the

@@ -15,7 +15,7 @@ import logging
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 import grpc
@@ -202,7 +202,7 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[bytes], source: AsyncIterator[ChatDelta]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], source: AsyncGenerator[ChatDelta, None]) -> None:
         # Not Response.__init__: it would declare Content-Length: 0 for the missing body.
         self.status_code = 200
         self.background = None
@@ -234,7 +234,7 @@ class EventStream(Response):
             for task in (pumping, watching):
                 task.cancel()
             results = await asyncio.gather(pumping, watching, return_exceptions=True)
-            await self._source.aclose()  # type: ignore[attr-defined]
+            await self._source.aclose()
         error = results[0]
         if isinstance(error, Exception) and not isinstance(error, OSError):
             logger.error("event stream failed", exc_info=error)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 
@@ -107,14 +107,14 @@ class LlmService:
             created=created,
         )
 
-    def stream_chat(self, request: ChatRequest) -> AsyncIterator[ChatDelta]:
+    def stream_chat(self, request: ChatRequest) -> AsyncGenerator[ChatDelta, None]:
         """Validates now (so HTTP can still answer 400/404), then streams. Close it to stop early."""
         alias, params = self._prepare(request)
         return self._stream(alias, request, params)
 
     async def _stream(
         self, alias: AliasConfig, request: ChatRequest, params: GenerationParams
-    ) -> AsyncIterator[ChatDelta]:
+    ) -> AsyncGenerator[ChatDelta, None]:
         engine = self._chat[alias.upstream]
         metrics.REQUESTS.labels(alias.alias).inc()
         completion_id, created, started = _completion_id(), int(time.time()), time.perf_counter()

@@ -58,13 +58,12 @@ class LlmServicer(pb_grpc.LlmServiceServicer):
         # the domain stream into the upstream response, which closes and stops generation there.
         async with aclosing(self._service.stream_chat(_chat_request(request))) as deltas:
             async for delta in deltas:
-                yield pb.StreamChatResponse(
-                    id=delta.id,
-                    model=delta.model,
-                    delta=delta.delta,
-                    finish_reason=_FINISH[delta.finish_reason] if delta.finish_reason else None,
-                    usage=_usage(delta.usage) if delta.usage else None,
-                )
+                message = pb.StreamChatResponse(id=delta.id, model=delta.model, delta=delta.delta)
+                if delta.finish_reason is not None:
+                    message.finish_reason = _FINISH[delta.finish_reason]
+                if delta.usage is not None:
+                    message.usage.CopyFrom(_usage(delta.usage))
+                yield message
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:
         return pb.ListModelsResponse(models=[_model(m) for m in self._service.list_models()])
