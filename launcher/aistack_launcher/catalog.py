@@ -75,6 +75,17 @@ ASR = ServiceEntry(
     affinity_header="x-session-affinity",
 )
 
+LLM = ServiceEntry(
+    name="llm",
+    module="aistack_llm",
+    grpc_services=("aistack.llm.v1.LlmService",),
+    grpc_port=50055,
+    metrics_port=9155,
+    # The OpenAI-compatible surface (SSE streaming), served by the service's own HTTP server.
+    http_prefixes=("/api/v1/chat/completions", "/api/v1/models", "/api/v1/embeddings"),
+    http_port=8055,
+)
+
 TTS = ServiceEntry(
     name="tts",
     module="aistack_tts",
@@ -85,11 +96,19 @@ TTS = ServiceEntry(
 
 # Every capability served today, in start order. The platform service comes first: it answers
 # /api/v1/health for all the others.
-SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, TTS)
+SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, LLM, TTS)
 
 # Processes started before the services, in order.
 AUX_PROCESSES: tuple[AuxProcess, ...] = (
     AuxProcess(
         name="redis", argv=("redis-server", "--port", "{port}", "--save", "", "--appendonly", "no"), port=6379
+    ),
+    # The LLM service's embedded chat upstream: llama.cpp's server with SmolLM2-135M (see docs/llm.md).
+    AuxProcess(
+        name="llama-cpp",
+        argv=("{python}", "-m", "aistack_llm.embedded_upstream", "--port", "{port}"),
+        port=8081,
+        ready_path="/v1/models",
+        needed_by=("llm",),
     ),
 )
