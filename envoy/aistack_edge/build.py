@@ -188,17 +188,25 @@ def _access_log() -> Json:
 def _local_replies() -> Json:
     """Envoy's own refusals as the same JSON error shape the services give through the transcoder.
 
-    Only for non-gRPC callers: a gRPC caller gets the matching grpc-status from Envoy already, and a
-    JSON body would end up inside its grpc-message.
+    Only for REST callers: a gRPC caller gets the matching grpc-status from Envoy already, and a JSON
+    body would end up inside its grpc-message. A transcoded request already carries the gRPC content
+    type when the router fails, but also the `x-envoy-original-path` the transcoder left.
     """
     not_grpc = {
-        "header_filter": {
-            "header": {
-                "name": "content-type",
-                "string_match": {"prefix": "application/grpc"},
-                "invert_match": True,
-                "treat_missing_header_as_empty": True,
-            }
+        "or_filter": {
+            "filters": [
+                {
+                    "header_filter": {
+                        "header": {
+                            "name": "content-type",
+                            "string_match": {"prefix": "application/grpc"},
+                            "invert_match": True,
+                            "treat_missing_header_as_empty": True,
+                        }
+                    }
+                },
+                {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": True}}},
+            ]
         }
     }
 

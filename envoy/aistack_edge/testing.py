@@ -1,8 +1,9 @@
 """Real Envoy and real service processes on free ports, for tests that go through the edge.
 
-    with start_service("aistack_platform", env) as platform, start_envoy(entries, upstreams) as edge:
-        edge.wait_healthy()
-        httpx.get(f"{edge.url}/api/v1/health")
+A capability's tests can put Envoy in front of their service to test REST as users call it:
+`start_service("aistack_asr", port, env)` runs the service and waits for SERVING;
+`start_envoy([ASR], Upstreams.embedded([ASR], grpc_ports={"asr": [port]}))` builds the embedded config
+for those entries on free listener/admin ports; `edge.wait_healthy()` waits for Envoy's health checks.
 """
 
 from __future__ import annotations

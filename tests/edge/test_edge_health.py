@@ -52,3 +52,22 @@ def test_health_lists_each_capability_and_answers_503_when_one_is_down(platform_
                 reply_http = httpx.get(f"{edge.url}/api/v1/health")
                 assert reply_http.status_code == 503
                 assert reply_http.json()["details"][0]["reason"] == "SERVICES_NOT_SERVING"
+
+
+def test_unreachable_upstream_is_503_json_for_rest_and_unavailable_for_grpc() -> None:
+    # Nothing listens on the platform's port: Envoy itself answers.
+    upstreams = Upstreams.embedded([PLATFORM], grpc_ports={"platform": [free_port()]})
+    with start_envoy([PLATFORM], upstreams) as edge:
+        reply = httpx.get(f"{edge.url}/api/v1/health")
+        assert reply.status_code == 503
+        body = reply.json()
+        assert body["code"] == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert body["details"][0]["reason"] == "UPSTREAM_UNAVAILABLE"
+        with grpc.insecure_channel(edge.address) as channel:
+            try:
+                pb_grpc.PlatformServiceStub(channel).GetHealth(pb.GetHealthRequest(), timeout=10)
+                raise AssertionError("GetHealth succeeded without an upstream")
+            except grpc.RpcError as refused:
+                assert refused.code() == grpc.StatusCode.UNAVAILABLE
+                # A gRPC caller gets a plain message, not the REST JSON body.
+                assert not (refused.details() or "").startswith("{")
