@@ -14,13 +14,19 @@ from aistack_kit.testing import start_test_server
 from aistack_tts.app import TtsCapability, TtsConfig
 
 REPO = Path(__file__).resolve().parents[2]
+# test_tts_service sends one character more than this.
 MAX_TEXT_CHARS = 1500
 
 
 @pytest.fixture(scope="session")
 async def tts_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningServer]:
     config = TtsConfig.from_env(
-        Env({"TTS_VOICES_DIR": str(tmp_path_factory.mktemp("voices")), "TTS_MAX_TEXT_CHARS": str(MAX_TEXT_CHARS)})
+        Env(
+            {
+                "TTS_VOICES_DIR": str(tmp_path_factory.mktemp("voices")),
+                "TTS_MAX_TEXT_CHARS": str(MAX_TEXT_CHARS),
+            }
+        )
     )
     running = await start_test_server(TtsCapability(config), "tts")
     yield running
@@ -30,7 +36,7 @@ async def tts_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 @pytest.fixture(scope="session")
 async def stub(tts_server: RunningServer) -> AsyncIterator[pb_grpc.TtsServiceAsyncStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{tts_server.port}") as channel:
-        yield pb_grpc.TtsServiceStub(channel)  # type: ignore[misc]
+        yield pb_grpc.TtsServiceStub(channel)
 
 
 @pytest.fixture(scope="session")

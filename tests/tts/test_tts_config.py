@@ -29,7 +29,7 @@ def test_missing_xtts_folder_is_named(tmp_path: Path) -> None:
         TtsConfig.from_env(Env({"TTS_ENGINE": "xtts", "TTS_XTTS_MODEL_DIR": str(missing)}))
     missing.mkdir()
     (missing / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match="lacks model.pth, vocab.json"):
+    with pytest.raises(ConfigError, match=r"lacks model\.pth, vocab\.json"):
         TtsConfig.from_env(Env({"TTS_ENGINE": "xtts", "TTS_XTTS_MODEL_DIR": str(missing)}))
 
 

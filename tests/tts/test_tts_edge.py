@@ -13,7 +13,7 @@ from aistack_edge.build import Upstreams
 from aistack_edge.testing import RunningEnvoy, free_port, start_envoy, start_service
 from aistack_kit.testing import TEST_TOKEN
 from aistack_launcher.catalog import TTS
-from tts_testkit import decode
+from aistack_tts.testing import decode
 
 
 @pytest.fixture(scope="module")

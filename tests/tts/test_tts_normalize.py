@@ -28,7 +28,8 @@ def test_portuguese_feminine() -> None:
 @pytest.mark.parametrize(
     ("number", "cardinal", "ordinal"),
     [(1, "one", "first"), (12, "twelve", "twelfth"), (21, "twenty-one", "twenty-first"),
-     (40, "forty", "fortieth"), (1234, "one thousand two hundred thirty-four", "one thousand two hundred thirty-fourth")],
+     (40, "forty", "fortieth"),
+     (1234, "one thousand two hundred thirty-four", "one thousand two hundred thirty-fourth")],
 )  # fmt: skip
 def test_english_numbers(number: int, cardinal: str, ordinal: str) -> None:
     assert en_cardinal(number) == cardinal

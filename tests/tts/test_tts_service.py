@@ -11,9 +11,8 @@ from aistack.common.v1 import audio_pb2
 from aistack.tts.v1 import tts_service_pb2 as pb
 from aistack.tts.v1 import tts_service_pb2_grpc as pb_grpc
 from aistack_kit.testing import auth_metadata
-from conftest import MAX_TEXT_CHARS
+from aistack_tts.testing import assert_error, decode, pcm16, wer
 from prometheus_client import REGISTRY
-from tts_testkit import assert_error, decode, pcm16, wer
 
 AUTH = auth_metadata()
 PT_TEXT = "Bom dia. O Sr. Silva pagou R$ 1.234,56 em 25/11/2026. Obrigado por ligar!"
@@ -56,11 +55,14 @@ async def test_round_trip_through_whisper(
 async def test_stream_concatenates_to_the_unary_audio(stub: Stub) -> None:
     # espeak-ng is deterministic (Piper's VITS samples noise), so the bytes can be compared exactly;
     # 16 kHz makes both paths go through the resampler, whose state must carry across chunks.
-    request = dict(text=PT_TEXT, language="pt", sample_rate_hertz=16000)
     unary = await stub.Synthesize(
-        pb.SynthesizeRequest(**request, audio_format=audio_pb2.AUDIO_FORMAT_PCM16), metadata=AUTH
+        pb.SynthesizeRequest(
+            text=PT_TEXT, language="pt", sample_rate_hertz=16000, audio_format=audio_pb2.AUDIO_FORMAT_PCM16
+        ),
+        metadata=AUTH,
     )
-    chunks = [c async for c in stub.StreamingSynthesize(pb.StreamingSynthesizeRequest(**request), metadata=AUTH)]
+    request = pb.StreamingSynthesizeRequest(text=PT_TEXT, language="pt", sample_rate_hertz=16000)
+    chunks = [c async for c in stub.StreamingSynthesize(request, metadata=AUTH)]
     assert len(chunks) >= 3  # one per sentence at least
     assert [c.chunk_index for c in chunks] == list(range(len(chunks)))
     assert {c.sample_rate_hertz for c in chunks} == {16000}
@@ -95,13 +97,13 @@ async def test_stream_as_wav_has_one_header(stub: Stub) -> None:
     ],
 )
 async def test_every_format_decodes_to_the_right_rate_and_duration(
-    stub: Stub, audio_format: int, rate: int, codec: str, decoded_rate: int
+    stub: Stub, audio_format: audio_pb2.AudioFormat.ValueType, rate: int, codec: str, decoded_rate: int
 ) -> None:
-    request = dict(text=PT_TEXT, language="pt", sample_rate_hertz=rate)
-    reference = await stub.Synthesize(
-        pb.SynthesizeRequest(**request, audio_format=audio_pb2.AUDIO_FORMAT_PCM16), metadata=AUTH
-    )
-    reply = await stub.Synthesize(pb.SynthesizeRequest(**request, audio_format=audio_format), metadata=AUTH)
+    def request(fmt: audio_pb2.AudioFormat.ValueType) -> pb.SynthesizeRequest:
+        return pb.SynthesizeRequest(text=PT_TEXT, language="pt", sample_rate_hertz=rate, audio_format=fmt)
+
+    reference = await stub.Synthesize(request(audio_pb2.AUDIO_FORMAT_PCM16), metadata=AUTH)
+    reply = await stub.Synthesize(request(audio_format), metadata=AUTH)
     expected_format = audio_format or audio_pb2.AUDIO_FORMAT_WAV
     assert reply.audio_format == expected_format
     decoded = decode(reply.audio)
@@ -192,11 +194,12 @@ async def test_embedded_engines_refuse_cloning(stub: Stub) -> None:
     ("fields", "code", "reason"),
     [
         ({"text": "   "}, grpc.StatusCode.INVALID_ARGUMENT, "EMPTY_TEXT"),
-        ({"text": "a" * (MAX_TEXT_CHARS + 1)}, grpc.StatusCode.INVALID_ARGUMENT, "TEXT_TOO_LONG"),
+        ({"text": "a" * 1501}, grpc.StatusCode.INVALID_ARGUMENT, "TEXT_TOO_LONG"),
         ({"text": "Olá", "voice": "nobody"}, grpc.StatusCode.NOT_FOUND, "VOICE_NOT_FOUND"),
         ({"text": "Bonjour", "language": "fr"}, grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_LANGUAGE"),
         ({"text": "Olá", "audio_format": 42}, grpc.StatusCode.INVALID_ARGUMENT, "UNSUPPORTED_AUDIO_FORMAT"),
-        ({"text": "Olá", "voice": "en_US-joe-medium"}, grpc.StatusCode.INVALID_ARGUMENT, "VOICE_LANGUAGE_MISMATCH"),
+        ({"text": "Olá", "voice": "en_US-joe-medium"}, grpc.StatusCode.INVALID_ARGUMENT,
+         "VOICE_LANGUAGE_MISMATCH"),
         ({"text": "Olá", "speaking_rate": 9.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SPEAKING_RATE"),
         ({"text": "Olá", "sample_rate_hertz": 4000}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_SAMPLE_RATE"),
     ],

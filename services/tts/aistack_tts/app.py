@@ -59,7 +59,9 @@ class TtsConfig:
         if engine == "xtts":
             raw = env.raw("TTS_XTTS_MODEL_DIR")
             if raw is None:
-                raise ConfigError("TTS_XTTS_MODEL_DIR must be set when TTS_ENGINE=xtts (the XTTS-v2 model folder)")
+                raise ConfigError(
+                    "TTS_XTTS_MODEL_DIR must be set when TTS_ENGINE=xtts (the XTTS-v2 model folder)"
+                )
             xtts_dir = Path(raw).expanduser()
             missing = missing_files(xtts_dir)
             if missing == [str(xtts_dir)]:
@@ -79,7 +81,9 @@ class TtsConfig:
             if not piper_model.is_file():
                 raise ConfigError(f"TTS_PIPER_MODEL={piper_model}: no such file")
             if shutil.which(espeak_binary) is None:
-                raise ConfigError(f"TTS_ESPEAK_BINARY={espeak_binary}: not found on PATH (apt-get install espeak-ng)")
+                raise ConfigError(
+                    f"TTS_ESPEAK_BINARY={espeak_binary}: not found on PATH (apt-get install espeak-ng)"
+                )
         defaults = {}
         for language in ("pt", "en"):
             voice = env.raw(f"TTS_DEFAULT_VOICE_{language.upper()}")
@@ -89,7 +93,9 @@ class TtsConfig:
                 defaults[language] = EMBEDDED_DEFAULTS[language]
         limits = Limits(
             max_text_chars=env.int("TTS_MAX_TEXT_CHARS", 5000, minimum=1, maximum=1_000_000),
-            max_sentence_chars=env.int("TTS_MAX_SENTENCE_CHARS", 200 if engine == "xtts" else 300, minimum=20),
+            max_sentence_chars=env.int(
+                "TTS_MAX_SENTENCE_CHARS", 200 if engine == "xtts" else 300, minimum=20
+            ),
             min_reference_seconds=env.float("TTS_MIN_REFERENCE_SECONDS", 2.0, minimum=0.5),
             max_reference_seconds=env.float("TTS_MAX_REFERENCE_SECONDS", 30.0, minimum=1.0),
             max_concurrent=env.int("TTS_MAX_CONCURRENT", 2, minimum=1),

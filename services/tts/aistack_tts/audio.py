@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import wave
 from enum import Enum
+from typing import cast
 
 import av
 import numpy as np
@@ -110,7 +111,7 @@ def encode(pcm16: bytes, sample_rate: int, fmt: OutputFormat) -> bytes:
     out = io.BytesIO()
     samples = np.frombuffer(pcm16, dtype="<i2")
     with av.open(out, mode="w", format=container) as muxer:
-        stream = muxer.add_stream(codec, rate=sample_rate, layout="mono")
+        stream = cast(av.AudioStream, muxer.add_stream(codec, rate=sample_rate, layout="mono"))
         stream.bit_rate = 32000 if fmt is OutputFormat.OGG_OPUS else 64000
         frame_size = 960 * sample_rate // 48000 if fmt is OutputFormat.OGG_OPUS else 1152
         for start in range(0, max(samples.size, 1), frame_size):

@@ -8,6 +8,7 @@ the same way for every engine.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -254,7 +255,7 @@ def _spell_number(text: str, language: Language) -> str:
     return words
 
 
-def _money(match: re.Match[str], language: Language, singular: str, plural: str) -> str:
+def _money(match: re.Match[str], *, language: Language, singular: str, plural: str) -> str:
     integer, fraction = _parse_number(match.group("amount"), language)
     cents = int((fraction + "00")[:2]) if fraction else 0
     if language == "pt":
@@ -323,7 +324,7 @@ def normalize(text: str, language: Language) -> str:
     for symbol, singular, plural in _CURRENCIES[language]:
         text = re.sub(
             rf"(?:{symbol})\s?(?P<amount>{number})\b",
-            lambda m, s=singular, p=plural: _money(m, language, s, p),
+            functools.partial(_money, language=language, singular=singular, plural=plural),
             text,
         )
     percent = "por cento" if language == "pt" else "percent"

@@ -28,7 +28,9 @@ _FORMAT_ENUMS = {fmt: enum for enum, fmt in _FORMATS.items() if fmt is not None}
 def _format(value: int) -> OutputFormat | None:
     if value not in _FORMATS:
         raise errors.InvalidArgument(
-            f"unsupported audio_format {value}", reason="UNSUPPORTED_AUDIO_FORMAT", metadata={"audio_format": str(value)}
+            f"unsupported audio_format {value}",
+            reason="UNSUPPORTED_AUDIO_FORMAT",
+            metadata={"audio_format": str(value)},
         )
     return _FORMATS[value]  # type: ignore[index]
 
@@ -97,11 +99,15 @@ class TtsServicer(pb_grpc.TtsServiceServicer):
             index += 1
 
     async def CreateVoice(self, request: pb.CreateVoiceRequest, context: Context) -> pb.CreateVoiceResponse:
-        info = await self._synthesizer.create_voice(request.display_name, request.reference_audio, request.language)
+        info = await self._synthesizer.create_voice(
+            request.display_name, request.reference_audio, request.language
+        )
         return pb.CreateVoiceResponse(voice=_voice(info))
 
     async def ListVoices(self, request: pb.ListVoicesRequest, context: Context) -> pb.ListVoicesResponse:
-        return pb.ListVoicesResponse(voices=[_voice(v) for v in self._synthesizer.list_voices(request.language)])
+        return pb.ListVoicesResponse(
+            voices=[_voice(v) for v in self._synthesizer.list_voices(request.language)]
+        )
 
     async def DeleteVoice(self, request: pb.DeleteVoiceRequest, context: Context) -> pb.DeleteVoiceResponse:
         await self._synthesizer.delete_voice(request.voice_id)

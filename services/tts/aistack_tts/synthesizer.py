@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-
 from aistack_kit import errors
+
 from aistack_tts import audio, metrics
 from aistack_tts.audio import OutputFormat
 from aistack_tts.engines.base import BuiltinVoice, CloningUnsupported, Engine, FloatAudio, VoiceRef
@@ -160,8 +160,14 @@ class Synthesizer:
             # A voice cloned by an engine this deployment does not run cannot be spoken here.
             if stored.engine in engines:
                 voices.append(
-                    VoiceInfo(stored.voice_id, stored.display_name, stored.languages, stored.engine,
-                              cloned=True, create_time=stored.create_time)  # fmt: skip
+                    VoiceInfo(
+                        stored.voice_id,
+                        stored.display_name,
+                        stored.languages,
+                        stored.engine,
+                        cloned=True,
+                        create_time=stored.create_time,
+                    )
                 )
         return [v for v in voices if wanted is None or wanted in v.languages]
 
@@ -186,7 +192,9 @@ class Synthesizer:
         if language.strip():
             spoken = parse_language(language)
             if spoken not in engine.clone_languages:
-                raise errors.InvalidArgument(f"{engine.name} cannot clone {spoken}", reason="UNSUPPORTED_LANGUAGE")
+                raise errors.InvalidArgument(
+                    f"{engine.name} cannot clone {spoken}", reason="UNSUPPORTED_LANGUAGE"
+                )
         if not reference:
             raise errors.InvalidArgument("reference_audio is required", reason="REFERENCE_AUDIO_REQUIRED")
         if len(reference) > self._limits.max_reference_bytes:
@@ -210,7 +218,10 @@ class Synthesizer:
                 f"reference_audio has {seconds:.1f} s of audio; at least "
                 f"{self._limits.min_reference_seconds:g} s of speech are needed",
                 reason="REFERENCE_AUDIO_TOO_SHORT",
-                metadata={"seconds": f"{seconds:.2f}", "min_seconds": f"{self._limits.min_reference_seconds:g}"},
+                metadata={
+                    "seconds": f"{seconds:.2f}",
+                    "min_seconds": f"{self._limits.min_reference_seconds:g}",
+                },
             )
         if float(np.sqrt(np.mean(np.square(samples)))) < 1e-3:
             raise errors.InvalidArgument("reference_audio is silent", reason="REFERENCE_AUDIO_SILENT")
@@ -219,7 +230,9 @@ class Synthesizer:
                 conditioning = await asyncio.to_thread(engine.clone, samples, rate)
             except CloningUnsupported as exc:
                 raise errors.FailedPrecondition(str(exc), reason="VOICE_CLONING_UNSUPPORTED") from None
-        stored = await asyncio.to_thread(self._store.create, name, engine.clone_languages, engine.name, conditioning)
+        stored = await asyncio.to_thread(
+            self._store.create, name, engine.clone_languages, engine.name, conditioning
+        )
         metrics.VOICES_CLONED.labels(engine.name).inc()
         return VoiceInfo(stored.voice_id, stored.display_name, stored.languages, stored.engine, True,
                          stored.create_time)  # fmt: skip
@@ -311,7 +324,9 @@ class Synthesizer:
         try:
             conditioning = self._store.conditioning(voice_id)
         except VoiceStoreError as exc:
-            raise errors.FailedPrecondition(str(exc), reason="VOICE_DAMAGED", metadata={"voice": voice_id}) from None
+            raise errors.FailedPrecondition(
+                str(exc), reason="VOICE_DAMAGED", metadata={"voice": voice_id}
+            ) from None
         return engine_for, VoiceRef(voice_id, conditioning), stored.languages
 
     async def stream(self, plan: Plan) -> AsyncIterator[Chunk]:
@@ -332,7 +347,9 @@ class Synthesizer:
                         if not samples:
                             continue
                         if first:
-                            metrics.FIRST_CHUNK_SECONDS.labels(engine_name).observe(time.perf_counter() - started)
+                            metrics.FIRST_CHUNK_SECONDS.labels(engine_name).observe(
+                                time.perf_counter() - started
+                            )
                             first = False
                         total_bytes += len(samples)
                         yield Chunk(samples, sentence, index)

@@ -1,4 +1,5 @@
-"""Helpers for the TTS tests: decoding what the service returns, word error rate, error checks."""
+"""Helpers for tests and benchmarks of the TTS service: decoding what it returns, word error rate, error
+checks. Imported by tests/tts only; nothing in the service uses them."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class Decoded:
 
 def decode(data: bytes) -> Decoded:
     """Decodes a container with PyAV, as a client would, at the stream's own rate."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate
         # Float mono at the stream's own rate, whatever the decoder's sample format.

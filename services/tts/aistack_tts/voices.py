@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,8 @@ class VoiceStore:
         staging.mkdir(parents=True)
         try:
             with open(staging / _ARRAYS, "wb") as handle:
-                np.savez(handle, **{name: np.asarray(array) for name, array in conditioning.items()})
+                arrays: dict[str, Any] = {name: np.asarray(array) for name, array in conditioning.items()}
+                np.savez(handle, **arrays)
                 handle.flush()
                 os.fsync(handle.fileno())
             meta = {

@@ -54,7 +54,9 @@ class Engine(Protocol):
 
     def sample_rate(self, voice: VoiceRef) -> int: ...
 
-    def synthesize(self, text: str, voice: VoiceRef, language: str, speaking_rate: float) -> Iterator[FloatAudio]:
+    def synthesize(
+        self, text: str, voice: VoiceRef, language: str, speaking_rate: float
+    ) -> Iterator[FloatAudio]:
         """Speaks one sentence (already normalized) as float32 mono chunks in [-1, 1] at `sample_rate`.
 
         Chunks come as soon as the engine has them (XTTS streams inside a sentence)."""
