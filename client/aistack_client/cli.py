@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "services",
     "asr",
     "llm",
+    "tts",
 )
 
 
