@@ -52,8 +52,8 @@ def image_pdf(pages: Sequence[Image.Image], resolution: float = 100.0) -> bytes:
 
 def text_pdf(pages: Sequence[Sequence[str]], *, encrypt: str | None = None) -> bytes:
     """A born-digital PDF: real text objects (Helvetica, WinAnsi covers Portuguese accents)."""
-    from reportlab.lib.pagesizes import A4
-    from reportlab.pdfgen import canvas
+    from reportlab.lib.pagesizes import A4  # type: ignore[import-untyped]
+    from reportlab.pdfgen import canvas  # type: ignore[import-untyped]
 
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=A4, encrypt=encrypt)

@@ -11,7 +11,8 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 import ocr_testkit as kit
@@ -57,11 +58,11 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 
 @pytest.fixture(scope="module")
-def stub(channel: grpc.aio.Channel) -> pb_grpc.OcrServiceStub:
-    return pb_grpc.OcrServiceStub(channel)
+def stub(channel: grpc.aio.Channel) -> pb_grpc.OcrServiceAsyncStub:
+    return pb_grpc.OcrServiceAsyncStub(channel)
 
 
-async def recognize(stub: pb_grpc.OcrServiceStub, content: bytes, **config: object) -> pb.RecognizeResponse:
+async def recognize(stub: pb_grpc.OcrServiceAsyncStub, content: bytes, **config: Any) -> pb.RecognizeResponse:
     return await stub.Recognize(
         pb.RecognizeRequest(content=content, config=pb.OcrConfig(**config)), metadata=MD
     )
@@ -78,7 +79,7 @@ def three_page_scan() -> bytes:
 # --- reading ------------------------------------------------------------------------------------------
 
 
-async def test_reads_portuguese_and_english_with_low_error_rate(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_reads_portuguese_and_english_with_low_error_rate(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     before = REGISTRY.get_sample_value("aistack_ocr_pages_total", {"source": "ocr"}) or 0.0
     image = kit.render_lines(kit.PT_EN_LINES)
     reply = await recognize(stub, kit.encode(image, "PNG"), languages=["pt", "en"])
@@ -107,14 +108,14 @@ async def test_reads_portuguese_and_english_with_low_error_rate(stub: pb_grpc.Oc
     ("fmt", "params"), [("JPEG", {"quality": 92}), ("TIFF", {}), ("WEBP", {"lossless": True}), ("BMP", {})]
 )
 async def test_reads_every_image_format(
-    stub: pb_grpc.OcrServiceStub, fmt: str, params: dict[str, object]
+    stub: pb_grpc.OcrServiceAsyncStub, fmt: str, params: dict[str, object]
 ) -> None:
     content = kit.encode(kit.render_lines(["São Paulo 2026"], width=700), fmt, **params)
     reply = await recognize(stub, content)
     assert kit.cer(reply.text, "São Paulo 2026") <= 0.02, (fmt, reply.text)
 
 
-async def test_pdf_pages_come_back_in_document_order(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_pdf_pages_come_back_in_document_order(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     reply = await recognize(stub, three_page_scan(), dpi=100)
     assert reply.page_count == 3
     assert [p.page_number for p in reply.pages] == [1, 2, 3]
@@ -126,7 +127,7 @@ async def test_pdf_pages_come_back_in_document_order(stub: pb_grpc.OcrServiceStu
 
 
 async def test_stream_yields_each_page_with_progress(
-    stub: pb_grpc.OcrServiceStub, caplog: pytest.LogCaptureFixture
+    stub: pb_grpc.OcrServiceAsyncStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="aistack.ocr")
     config = pb.OcrConfig(dpi=100, page_range=pb.PageRange(first_page=2, last_page=3))
@@ -141,7 +142,7 @@ async def test_stream_yields_each_page_with_progress(
     assert progress, "long documents log their progress"
 
 
-async def test_text_layer_is_used_and_flagged(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_text_layer_is_used_and_flagged(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     lines = ["Ação em São Paulo: preço R$ 1.234,56", "Vencimento 25/11/2026"]
     content = kit.text_pdf([lines, ["Second page in English"]])
     reply = await recognize(stub, content, dpi=100)
@@ -154,7 +155,7 @@ async def test_text_layer_is_used_and_flagged(stub: pb_grpc.OcrServiceStub) -> N
     # Helvetica 14 pt at 1 inch from the left edge: x = 100 px at 100 dpi, near the top of an A4 page.
     xs = [v.x for v in first.bounding_poly.vertices]
     assert abs(min(xs) - 100) < 3 and min(v.y for v in first.bounding_poly.vertices) < 150
-    assert (reply.pages[0].width, reply.pages[0].height) == (827, 1169)
+    assert (reply.pages[0].width, reply.pages[0].height) == (827, 1170)
 
     # Switched off, the same page is read by OCR, and still right.
     ocr = await recognize(stub, content, dpi=150, use_text_layer=False, page_range=pb.PageRange(last_page=1))
@@ -162,7 +163,7 @@ async def test_text_layer_is_used_and_flagged(stub: pb_grpc.OcrServiceStub) -> N
     assert kit.cer(ocr.pages[0].text, "\n".join(lines)) <= 0.02, ocr.pages[0].text
 
 
-async def test_detects_a_page_turned_sideways(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_detects_a_page_turned_sideways(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     lines = ["Ação em São Paulo", "Invoice due 25/11/2026"]
     turned = kit.render_lines(lines, width=800).rotate(90, expand=True)  # counter-clockwise
     reply = await recognize(stub, kit.encode(turned, "PNG"), detect_rotation=True)
@@ -175,7 +176,7 @@ async def test_detects_a_page_turned_sideways(stub: pb_grpc.OcrServiceStub) -> N
 # --- REST uploads (HttpBody as Envoy's transcoder sends it) ---------------------------------------------
 
 
-async def test_multipart_upload_as_curl_sends_it(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_multipart_upload_as_curl_sends_it(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     pdf = kit.text_pdf([["Primeira página"], ["Segunda página com preço R$ 10,00"]])
     boundary = "------------------------d74496d66958873e"
     body = kit.multipart(
@@ -190,7 +191,7 @@ async def test_multipart_upload_as_curl_sends_it(stub: pb_grpc.OcrServiceStub) -
     assert reply.text == "Segunda página com preço R$ 10,00"
 
 
-async def test_raw_image_body_and_json_body(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_raw_image_body_and_json_body(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     png = kit.encode(kit.render_lines(["Recibo 25/11/2026"], width=700), "PNG")
     raw = await stub.RecognizeUpload(httpbody_pb2.HttpBody(content_type="image/png", data=png), metadata=MD)
     assert kit.cer(raw.text, "Recibo 25/11/2026") <= 0.02, raw.text
@@ -217,7 +218,7 @@ def _bomb_png(width: int, height: int) -> bytes:
     return kit.encode(Image.new("1", (width, height), 1), "PNG", optimize=True)
 
 
-BAD_INPUTS = {
+BAD_INPUTS: dict[str, tuple[Callable[[], bytes], str]] = {
     "encrypted_pdf": (lambda: kit.text_pdf([["segredo"]], encrypt="s3nha"), "PDF_ENCRYPTED"),
     "truncated_pdf": (lambda: kit.text_pdf([["texto"]])[:300], "CORRUPT_DOCUMENT"),
     "truncated_png": (lambda: kit.encode(kit.render_lines(["x"]), "PNG")[:200], "CORRUPT_DOCUMENT"),
@@ -232,7 +233,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-async def test_bad_input_is_refused_with_a_reason(stub: pb_grpc.OcrServiceStub, case: str) -> None:
+async def test_bad_input_is_refused_with_a_reason(stub: pb_grpc.OcrServiceAsyncStub, case: str) -> None:
     make, reason = BAD_INPUTS[case]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await recognize(stub, make())
@@ -242,9 +243,9 @@ async def test_bad_input_is_refused_with_a_reason(stub: pb_grpc.OcrServiceStub, 
     assert info.domain == "ocr.aistack"
 
 
-async def test_bad_options_are_refused(stub: pb_grpc.OcrServiceStub) -> None:
+async def test_bad_options_are_refused(stub: pb_grpc.OcrServiceAsyncStub) -> None:
     pdf = kit.text_pdf([["um"], ["dois"]])
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"page_range": pb.PageRange(first_page=5)}, "PAGE_OUT_OF_RANGE"),
         ({"dpi": 5000}, "INVALID_DPI"),
         ({"languages": ["klingon"]}, "UNSUPPORTED_LANGUAGE"),
@@ -266,7 +267,7 @@ async def test_bad_options_are_refused(stub: pb_grpc.OcrServiceStub) -> None:
 
 
 async def test_server_still_serves_after_bad_input(
-    stub: pb_grpc.OcrServiceStub, channel: grpc.aio.Channel
+    stub: pb_grpc.OcrServiceAsyncStub, channel: grpc.aio.Channel
 ) -> None:
     for make, _ in BAD_INPUTS.values():
         with pytest.raises(grpc.aio.AioRpcError):
@@ -278,14 +279,14 @@ async def test_server_still_serves_after_bad_input(
 
 
 async def test_overload_is_refused_while_the_event_loop_stays_free(
-    stub: pb_grpc.OcrServiceStub, channel: grpc.aio.Channel
+    stub: pb_grpc.OcrServiceAsyncStub, channel: grpc.aio.Channel
 ) -> None:
     # One worker, no queue: a document being read fills the service.
     call = stub.RecognizeStream(
         pb.RecognizeStreamRequest(content=three_page_scan(), config=pb.OcrConfig(dpi=100)), metadata=MD
     )
     first = await call.read()
-    assert first.pages_done == 1
+    assert isinstance(first, pb.RecognizeStreamResponse) and first.pages_done == 1
     # Page 2 is being read on the worker thread now; the loop still answers at once.
     started = time.perf_counter()
     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))

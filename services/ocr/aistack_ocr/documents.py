@@ -9,6 +9,7 @@ reads it.
 from __future__ import annotations
 
 import io
+import math
 import threading
 import warnings
 from abc import ABC, abstractmethod
@@ -284,7 +285,7 @@ class PdfDocument(Document):
                 self.page_numbers = _select_pages(self.page_count, request, limits)
                 for number in self.page_numbers:
                     width_pt, height_pt = self._pdf.get_page_size(number - 1)
-                    width, height = round(width_pt * self._scale), round(height_pt * self._scale)
+                    width, height = math.ceil(width_pt * self._scale), math.ceil(height_pt * self._scale)
                     if width * height > limits.max_pixels:
                         raise _too_large(
                             width, height, limits, number, f" at {request.dpi} dpi (ask a lower dpi)"
@@ -350,7 +351,8 @@ class PdfDocument(Document):
                 lines.append(EngineLine(text=text, confidence=1.0, polygon=polygon))
         finally:
             textpage.close()
-        width, height = round((right - left) * scale), round((top - bottom) * scale)
+        # The size PDFium renders the page at (it rounds up).
+        width, height = math.ceil((right - left) * scale), math.ceil((top - bottom) * scale)
         return PageSource(page_number=number, width=width, height=height, text_lines=lines)
 
     def close(self) -> None:

@@ -64,13 +64,15 @@ def parse_multipart(content_type: str, body: bytes) -> list[Part]:
     if not boundary:
         raise _bad("multipart/form-data needs a boundary parameter", "MULTIPART_MALFORMED")
     delimiter = b"--" + boundary.encode("latin-1")
-    chunks = body.split(b"\r\n" + delimiter)
-    # The first chunk holds the opening delimiter (and any preamble before it).
-    first = chunks[0]
-    start = first.find(delimiter)
-    if start < 0:
-        raise _bad("the multipart body holds no part with the declared boundary", "MULTIPART_MALFORMED")
-    chunks[0] = first[start + len(delimiter) :]
+    # The opening delimiter starts the body or follows a preamble line; later ones follow a CRLF.
+    if body.startswith(delimiter):
+        rest = body[len(delimiter) :]
+    else:
+        start = body.find(b"\r\n" + delimiter)
+        if start < 0:
+            raise _bad("the multipart body holds no part with the declared boundary", "MULTIPART_MALFORMED")
+        rest = body[start + 2 + len(delimiter) :]
+    chunks = rest.split(b"\r\n" + delimiter)
     parts: list[Part] = []
     closed = False
     for chunk in chunks:
