@@ -94,9 +94,17 @@ TTS = ServiceEntry(
     metrics_port=9154,
 )
 
+OCR = ServiceEntry(
+    name="ocr",
+    module="aistack_ocr",
+    grpc_services=("aistack.ocr.v1.OcrService",),
+    grpc_port=50053,
+    metrics_port=9153,
+)
+
 # Every capability served today, in start order. The platform service comes first: it answers
 # /api/v1/health for all the others.
-SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, LLM, TTS)
+SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, LLM, TTS, OCR)
 
 # Processes started before the services, in order.
 AUX_PROCESSES: tuple[AuxProcess, ...] = (
