@@ -27,6 +27,7 @@ COMMANDS: tuple[str, ...] = (
     "asr",
     "llm",
     "tts",
+    "ocr",
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,19 @@ def test_rest_errors_are_json_with_a_reason(edge: RunningEnvoy, tmp_path: Path) 
     assert status == 200, reply
     assert [p["page_number"] for p in reply["pages"]] == [5, 6]
     assert reply["text"] == "Página 5 do contrato\n\nPágina 6 do contrato"
+
+
+def test_cli_streams_pages_through_the_edge(edge: RunningEnvoy, tmp_path: Path) -> None:
+    contract = tmp_path / "contrato.pdf"
+    contract.write_bytes(kit.text_pdf([["Cláusula primeira"], ["Cláusula segunda"], ["Cláusula terceira"]]))
+    cli = [sys.executable, "-m", "aistack_client.cli", "--url", edge.address, "--token", TEST_TOKEN]
+    done = subprocess.run(
+        [*cli, "ocr", str(contract), "--languages", "pt,en", "--pages", "2-"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Cláusula segunda\n\nCláusula terceira\n"
+    assert "[page 2: 1/2, text layer]" in done.stderr and "[page 3: 2/2, text layer]" in done.stderr
