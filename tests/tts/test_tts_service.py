@@ -243,3 +243,18 @@ async def test_calls_without_a_token_are_refused(stub: Stub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ListVoices(pb.ListVoicesRequest())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_cancelled_stream_frees_its_slot(stub: Stub) -> None:
+    text = " ".join(f"Esta é a frase número {n}." for n in range(1, 40))
+    for _ in range(3):  # more than TTS_MAX_CONCURRENT (2): a leaked slot would block the call below
+        call = stub.StreamingSynthesize(
+            pb.StreamingSynthesizeRequest(text=text, language="pt"), metadata=AUTH
+        )
+        first = await call.read()
+        assert isinstance(first, pb.StreamingSynthesizeResponse) and first.text == "Esta é a frase número um."
+        call.cancel()
+    reply = await stub.Synthesize(
+        pb.SynthesizeRequest(text="Ainda respondo.", language="pt"), metadata=AUTH, timeout=30
+    )
+    assert reply.audio_duration.ToNanoseconds() > 0

@@ -9,6 +9,7 @@ then encoded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -392,7 +393,11 @@ def _next_resampled(pieces: Iterator[FloatAudio], resampler: audio.StreamResampl
 
 def _close(pieces: Iterator[FloatAudio]) -> None:
     close = getattr(pieces, "close", None)
-    if close is not None:
+    if close is None:
+        return
+    # ValueError: a cancelled call left `next()` running in its worker thread; the generator is closed
+    # when that returns and it is collected (XTTS's lock is released then).
+    with contextlib.suppress(ValueError):
         close()
 
 
