@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "health",
     "services",
     "asr",
+    "asr_stream",
     "llm",
     "tts",
     "ocr",
