@@ -246,8 +246,10 @@ def _decode_container(data: bytes, sample_rate_hertz: int, max_seconds: float | 
     except InvalidArgument:
         raise
     except (av.FFmpegError, ValueError, OSError, EOFError) as exc:
+        detail = getattr(exc, "strerror", None) or str(exc)
         raise InvalidArgument(
-            f"could not decode the audio: {exc}",
+            f"could not decode the audio (wav, mp3, ogg/opus, flac, m4a, ... or headerless with an "
+            f"encoding): {detail}",
             reason="AUDIO_DECODE_FAILED",
             metadata={"detail": type(exc).__name__},
         ) from None

@@ -95,7 +95,7 @@ class AsrSettings:
         mode = env.mode()
         production = mode is Mode.PRODUCTION
         models_dir = Path(
-            env.str("AISTACK_ASR_MODELS_DIR", "/srv/models" if production else str(Path.cwd() / "run/models"))
+            env.str("AISTACK_ASR_MODELS_DIR", "/srv/models" if production else str(_embedded_models_dir(env)))
         )
         default = env.str("AISTACK_ASR_DEFAULT_MODEL", PRODUCTION_DEFAULT if production else EMBEDDED_DEFAULT)
         fallback = env.str(
@@ -135,6 +135,16 @@ class AsrSettings:
 
 
 MAX_BEAM_SIZE = 16
+
+
+def _embedded_models_dir(env: Env) -> Path:
+    """`$AISTACK_RUN_DIR/models`, else `run/models` of the source checkout (as `make run` uses)."""
+    run_dir = env.raw("AISTACK_RUN_DIR")
+    if run_dir:
+        return Path(run_dir) / "models"
+    checkout = Path(__file__).resolve().parents[3]
+    root = checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+    return root / "run" / "models"
 
 
 def _temperatures(value: str) -> tuple[float, ...]:
