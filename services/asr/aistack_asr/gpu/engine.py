@@ -67,7 +67,7 @@ class ServingEngine:
             return self.model.encode(features)
 
     def decode(
-        self, encoded: Tensor, prompts: Sequence[Sequence[int]], early_stop: bool = True
+        self, encoded: Tensor, prompts: Sequence[Sequence[int]], early_stop: bool = True, graphs: bool = True
     ) -> list[list[int]]:
         if max(len(p) for p in prompts) > self.config.max_prompt_tokens:
             raise ValueError(f"a prompt is longer than max_prompt_tokens={self.config.max_prompt_tokens}")
@@ -78,6 +78,7 @@ class ServingEngine:
             bucket=self.bucket_for(len(prompts)),
             max_tokens=self.config.max_tokens,
             early_stop=early_stop,
+            graphs=graphs,
         )
 
     def run_batch(

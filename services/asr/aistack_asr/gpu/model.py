@@ -374,11 +374,13 @@ class ServingWhisper(nn.Module):
         bucket: int | None = None,
         max_tokens: int | None = None,
         early_stop: bool = True,
+        graphs: bool = True,
     ) -> list[list[int]]:
         """Greedy tokens after each prompt (end-of-text excluded), for `encoded` = `encode(features)`.
 
         `bucket` is the batch size of the static buffers (>= the number of windows; the extra slots run
         as padding); `max_tokens` the token capacity of a slot (prompt + new tokens + one graph chunk).
+        `graphs=False` runs the same steps eagerly (to measure what the graphs save).
         """
         n = encoded.shape[0]
         if len(prompts) != n or n == 0:
@@ -400,7 +402,7 @@ class ServingWhisper(nn.Module):
             st = self._state(bucket, encoded.shape[1] * 2, max_tokens)
             self._load_window(st, encoded, prompts)
             for c in range(chunks):
-                if st.graph is not None:
+                if st.graph is not None and graphs:
                     st.graph.replay()
                 else:
                     self._steps(st)
