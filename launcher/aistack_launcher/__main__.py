@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aistack_edge.settings import REPO_ROOT, EdgeSettings
 from aistack_kit.auth import generate_token
-from aistack_kit.config import ConfigError, Env
+from aistack_kit.config import ConfigError, Env, Mode
 
 from aistack_launcher.catalog import AUX_PROCESSES, SERVICES
 from aistack_launcher.plan import Plan, build_plan, select
@@ -67,7 +67,7 @@ def _tokens(env: Env) -> tuple[list[str], bool]:
     tokens = env.str_list("API_TOKENS")
     if tokens:
         return tokens, False
-    if env.mode().value == "production":
+    if env.mode() is Mode.PRODUCTION:
         raise ConfigError("API_TOKENS must hold at least one token in production (AISTACK_MODE=production)")
     return [generate_token()], True
 

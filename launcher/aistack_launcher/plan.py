@@ -7,7 +7,7 @@ import re
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -168,9 +168,7 @@ def build_plan(
                 )
             )
 
-    moved = EdgeSettings(
-        **{**edge.__dict__, "port": edge.port + port_offset, "admin_port": edge.admin_port + port_offset}
-    )
+    moved = replace(edge, port=edge.port + port_offset, admin_port=edge.admin_port + port_offset)
     config = build_config(
         Target.EMBEDDED,
         services=services,

@@ -137,3 +137,18 @@ def test_launcher_shows_the_log_of_a_service_that_fails_and_exits_nonzero(tmp_pa
     for pid in children.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_launcher_in_production_mode_refuses_to_start_without_tokens(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "API_TOKENS" and not k.startswith("AISTACK_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "aistack_launcher", "--run-dir", str(tmp_path)],
+        env={**env, "AISTACK_MODE": "production"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "API_TOKENS" in result.stderr
+    assert not (tmp_path / "token").exists()
