@@ -1,13 +1,17 @@
 """Overhead of the LLM service over its upstream: tokens/s and time to first token, streamed.
 
-Starts the embedded llama.cpp upstream (SmolLM2-135M) and the service (`python -m aistack_llm`) as
-separate processes, then sends the same streamed chat requests at concurrency 1, 8 and 32 to:
+Starts an upstream and the service (`python -m aistack_llm`) as separate processes, then sends the
+same streamed chat requests at concurrency 1, 8 and 32 to:
   direct   the upstream's own /v1/chat/completions
   service  our OpenAI-compatible /api/v1/chat/completions (HTTP, SSE), which relays to the upstream
   grpc     our StreamChat (with --grpc)
-Rounds alternate between the paths so that drift in the machine's load hits both alike.
+Rounds alternate between the paths so that drift in the machine's load hits both alike. Upstreams:
+  synthetic  bench/llm/synthetic_upstream.py: constant TTFT and token pace, concurrent like vLLM; what
+             remains between `direct` and `service` is our overhead
+  llama      the embedded llama.cpp + SmolLM2-135M (one request at a time, CPU-bound, noisy when shared)
 
-    .venv/bin/python bench/llm/overhead.py [--rounds 2] [--max-tokens 32] [--grpc] [--json out.json]
+    .venv/bin/python bench/llm/overhead.py [--upstream synthetic llama] [--rounds 3] [--max-tokens 32]
+        [--grpc] [--json out.json]
 
 Goal (issue 5): overhead <= 3 % on throughput, <= 5 ms on time to first token.
 """
@@ -19,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -174,10 +179,11 @@ async def run(
     await channel.close(None)
     summary: dict[str, object] = {}
     for concurrency, by_path in table.items():
+        # Medians over rounds: on a shared machine one disturbed round should not move the result.
         averaged = {
             name: {
-                "tokens_per_second": statistics.fmean(m["tokens_per_second"] for m in rounds),
-                "ttft_p50_ms": statistics.fmean(m["ttft_p50_ms"] for m in rounds),
+                "tokens_per_second": statistics.median(m["tokens_per_second"] for m in rounds),
+                "ttft_p50_ms": statistics.median(m["ttft_p50_ms"] for m in rounds),
             }
             for name, rounds in by_path.items()
         }
@@ -192,37 +198,44 @@ async def run(
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="LLM service overhead over its upstream")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=32)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--min-requests", type=int, default=8)
-    parser.add_argument("--grpc", action="store_true", help="measure gRPC StreamChat too")
-    parser.add_argument("--json", type=Path, help="write the summary here")
-    args = parser.parse_args()
+def start_upstream(kind: str, port: int, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
+    if kind == "llama":
+        return subprocess.Popen(
+            server_argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ), "llama-cpp"
+    argv = [
+        sys.executable,
+        str(Path(__file__).with_name("synthetic_upstream.py")),
+        "--port",
+        str(port),
+        "--ttft-ms",
+        str(args.synthetic_ttft_ms),
+        "--token-ms",
+        str(args.synthetic_token_ms),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), "openai"
 
+
+def measure(kind: str, args: argparse.Namespace) -> dict[str, object]:
     upstream_port, grpc_port, http_port = free_port(), free_port(), free_port()
     upstream_url = f"http://127.0.0.1:{upstream_port}/v1"
+    upstream, dialect = start_upstream(kind, upstream_port, args)
     env = {
         **os.environ,
         "API_TOKENS": json.dumps([TOKEN]),
         "AISTACK_GRPC_PORT": str(grpc_port),
         "AISTACK_LLM_HTTP_PORT": str(http_port),
-        "AISTACK_LLM_UPSTREAMS": json.dumps({"llama-cpp": {"url": upstream_url, "dialect": "llama-cpp"}}),
+        "AISTACK_LLM_UPSTREAMS": json.dumps({"up": {"url": upstream_url, "dialect": dialect}}),
+        "AISTACK_LLM_ALIASES": json.dumps({"paneas-v1": {"upstream": "up", "model": "m"}}),
         "AISTACK_LLM_EMBEDDING_MODELS": "{}",
         "AISTACK_LOG_LEVEL": "warning",
     }
-    upstream = subprocess.Popen(
-        server_argv(upstream_port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     service = subprocess.Popen([sys.executable, "-m", "aistack_llm"], env=env, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"{upstream_url}/models")
         wait_http(f"http://127.0.0.1:{http_port}/api/v1/models", {"Authorization": f"Bearer {TOKEN}"})
-        summary = asyncio.run(
-            run(args, upstream_url, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}")
-        )
+        print(f"== upstream: {kind}", flush=True)
+        return asyncio.run(run(args, upstream_url, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}"))
     finally:
         for process in (service, upstream):
             process.terminate()
@@ -230,7 +243,36 @@ def main() -> None:
                 process.wait(10)
             except subprocess.TimeoutExpired:
                 process.kill()
-    report = {"machine": machine(), "max_tokens": args.max_tokens, "rounds": args.rounds, "results": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="LLM service overhead over its upstream")
+    parser.add_argument(
+        "--upstream",
+        nargs="+",
+        choices=("llama", "synthetic"),
+        default=["synthetic", "llama"],
+        help="llama: embedded llama.cpp + SmolLM2; synthetic: constant-speed server (synthetic_upstream.py)",
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--min-requests", type=int, default=8)
+    parser.add_argument("--synthetic-ttft-ms", type=float, default=20.0)
+    parser.add_argument("--synthetic-token-ms", type=float, default=20.0)
+    parser.add_argument("--grpc", action="store_true", help="measure gRPC StreamChat too")
+    parser.add_argument("--json", type=Path, help="write the summary here")
+    args = parser.parse_args()
+    # A stopped bench still stops the processes it started (the finally blocks run on SystemExit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    results = {kind: measure(kind, args) for kind in args.upstream}
+    report = {
+        "machine": machine(),
+        "max_tokens": args.max_tokens,
+        "rounds": args.rounds,
+        "synthetic": {"ttft_ms": args.synthetic_ttft_ms, "token_ms": args.synthetic_token_ms},
+        "results": results,
+    }
     print(json.dumps(report, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -55,6 +55,10 @@ def server_argv(port: int, host: str = "127.0.0.1", env: Env | None = None) -> l
         str(env.int("AISTACK_LLM_LLAMA_CTX", 2048, minimum=256)),
         "--verbose",
         "false",
+        # llama-cpp-python's default cuts the running stream short whenever another request arrives;
+        # a server shared by many callers must queue them instead.
+        "--interrupt_requests",
+        "false",
     ]
     threads = env.raw("AISTACK_LLM_LLAMA_THREADS")
     if threads is not None:

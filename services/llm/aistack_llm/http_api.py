@@ -441,8 +441,11 @@ class HttpServer:
         # Binding here (not in uvicorn) turns a taken port into an OSError naming it, where uvicorn
         # would log and call sys.exit inside the event loop.
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto must say TCP: asyncio turns Nagle off (TCP_NODELAY) only on sockets that do, and with
+        # Nagle on, each SSE event waits for the client's delayed ACK (~40 ms a token).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self._host, self._port))
         except OSError as exc:
