@@ -119,12 +119,6 @@ def main() -> None:
     by_language = {"en": engines["piper"], "pt": engines["espeak-ng"]}
 
     rows: list[Row] = []
-    for language, texts in TEXTS.items():
-        for label, text in texts.items():
-            _direct(by_language[language], language, text)  # warm-up
-            runs = [_direct(by_language[language], language, text) for _ in range(args.repeats)]
-            rows.append(Row(f"direct ({by_language[language].name})", language, label, *_median(runs)))
-
     port = free_port()
     env = {"API_TOKENS": json.dumps([TEST_TOKEN]), "TTS_VOICES_DIR": "/tmp/aistack-bench-voices"}
     with (
@@ -133,10 +127,17 @@ def main() -> None:
     ):
         stub = pb_grpc.TtsServiceStub(channel)
         for language, texts in TEXTS.items():
+            engine = by_language[language]
             for label, text in texts.items():
-                _service(stub, language, text)  # warm-up
-                runs = [_service(stub, language, text) for _ in range(args.repeats)]
-                rows.append(Row("service (gRPC)", language, label, *_median(runs)))
+                _direct(engine, language, text)  # warm-ups
+                _service(stub, language, text)
+                direct, service = [], []
+                # Interleaved, so both paths see the same load on a shared machine.
+                for _ in range(args.repeats):
+                    direct.append(_direct(engine, language, text))
+                    service.append(_service(stub, language, text))
+                rows.append(Row(f"direct ({engine.name})", language, label, *_median(direct)))
+                rows.append(Row("service (gRPC)", language, label, *_median(service)))
 
     if args.json:
         print(json.dumps([{**row.__dict__, "rtf": row.rtf} for row in rows], indent=1))
