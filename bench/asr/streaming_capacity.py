@@ -262,7 +262,7 @@ async def capacity(args: argparse.Namespace) -> None:
                     REGISTRY.get_sample_value("aistack_asr_batch_size_sum", labels) or 0.0,
                     REGISTRY.get_sample_value("aistack_asr_batch_size_count", labels) or 0.0,
                 )
-                started = time.monotonic()
+                started, cpu_started = time.monotonic(), time.process_time()
                 results = await asyncio.gather(
                     *(
                         one_session(
@@ -276,6 +276,7 @@ async def capacity(args: argparse.Namespace) -> None:
                     )
                 )
                 wall = time.monotonic() - started
+                cores = (time.process_time() - cpu_started) / wall
                 after = (
                     REGISTRY.get_sample_value("aistack_asr_batch_size_sum", labels) or 0.0,
                     REGISTRY.get_sample_value("aistack_asr_batch_size_count", labels) or 0.0,
@@ -295,12 +296,14 @@ async def capacity(args: argparse.Namespace) -> None:
                     "mean_batch": mean_batch,
                     "errors": len(errors),
                     "wall": wall,
+                    "cores": cores,
                 }
                 rows.append(row)
                 print(
                     f"N={n:4d} windows={row['windows']:5d} p50={row['p50']:.2f}s p95={row['p95']:.2f}s "
                     f"client p95={row['client_p95']:.2f}s max={row['max']:.2f}s mean batch={mean_batch:.1f} "
-                    f"errors={len(errors)} ({wall:.0f} s)" + (f" first error: {errors[0]}" if errors else ""),
+                    f"errors={len(errors)} ({wall:.0f} s, {cores:.2f} cores busy in this process)"
+                    + (f" first error: {errors[0]}" if errors else ""),
                     flush=True,
                 )
                 if args.stop_after_fail and (row["p95"] > args.target_p95 or errors):
@@ -371,6 +374,47 @@ async def wer_check(args: argparse.Namespace) -> None:
                 print(f"{'':24} {voice:14} WER {e / n:.3f} ({e}/{n})")
 
 
+async def throughput(args: argparse.Namespace) -> None:
+    """Model cost per window at several batch sizes, in wall and in process CPU seconds.
+
+    CPU seconds per window is what a shared machine cannot inflate much: on C dedicated cores a
+    real-time stream with W-second windows needs about cpu_seconds / W of them, so C * W / cpu_seconds
+    sessions is the ceiling the model allows (before VAD, gRPC and event-loop overhead).
+    """
+    from aistack_asr.config import AsrSettings
+    from aistack_asr.registry import ModelRegistry
+    from aistack_asr.streaming.decoder import DecodeRequest, WindowDecoder
+    from aistack_kit.config import Env
+
+    registry = ModelRegistry(AsrSettings.from_env(Env(server_env(args))))
+    model = await registry.acquire(args.model)
+    pause = np.zeros(int(0.3 * RATE), dtype=np.float32)
+    clips = [
+        np.concatenate([espeak(a, "en"), pause, espeak(b, "en")])
+        for a, b in zip(EN[::2], EN[1::2], strict=True)
+    ]
+    clips = [c[: int(args.window * 1.2 * RATE)] for c in clips]
+    print(f"machine: {machine()}")
+    shortest, longest = min(c.size for c in clips) / RATE, max(c.size for c in clips) / RATE
+    print(f"model {args.model}, windows of {shortest:.1f}-{longest:.1f} s")
+    for name, buckets in (("pad30", (30.0,)), ("buckets", tuple(float(x) for x in args.buckets.split(",")))):
+        decoder = WindowDecoder(model, buckets_seconds=buckets, margin_frames=args.margin_frames)
+        decoder.decode([DecodeRequest(audio=clips[0], language="en")])
+        for size in (1, 4, 8, 16):
+            batch = [
+                DecodeRequest(audio=clips[i % len(clips)], language="en", prompt=()) for i in range(size)
+            ]
+            wall, cpu = time.perf_counter(), time.process_time()
+            decoder.decode(batch)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            ceiling = (os.cpu_count() or 1) * args.window / (cpu / size)
+            print(
+                f"{name:8} batch {size:2d}: {wall / size:.3f} s wall/window, {cpu / size:.3f} CPU s/window "
+                f"-> about {ceiling:.0f} sessions of {args.window:g} s windows on {os.cpu_count()} cores",
+                flush=True,
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -393,13 +437,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--target-p95", type=float, default=2.0)
     parser.add_argument("--stop-after-fail", action="store_true")
     parser.add_argument("--wer", action="store_true", help="run the encoder-bucket WER check instead")
+    parser.add_argument("--throughput", action="store_true", help="model cost per window by batch size")
     parser.add_argument("--wer-models", default="whisper/base,whisper/tiny.en", type=lambda v: v.split(","))
     parser.add_argument("--margin-frames", type=int, default=64)
     args = parser.parse_args(argv)
     args.wer_buckets = {"pad30": "30", "b10": "10,15,20,30", "b5": "5,10,15,20,30", "b3": "3,5,10,15,20,30"}
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
-    asyncio.run(wer_check(args) if args.wer else capacity(args))
+    asyncio.run(wer_check(args) if args.wer else throughput(args) if args.throughput else capacity(args))
 
 
 if __name__ == "__main__":
