@@ -1,0 +1,82 @@
+"""How sessions end besides a client's half-close: the longest session, and the replica shutting down.
+
+These drive a second StreamingRecognizer (own limits) directly over the server's real model registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+from aistack.asr.v1 import asr_service_pb2 as pb
+from aistack_asr.streaming import StreamingRecognizer, StreamingSettings
+from aistack_kit.server import RunningServer
+from asr_testkit import espeak_wav, needs_espeak, wav_samples, wer
+from stream_testkit import config, seconds
+
+pytestmark = [pytest.mark.slow, needs_espeak]
+
+TEXT = "Please call me back tomorrow morning about the invoice."
+
+
+async def collect(
+    recognizer: StreamingRecognizer, requests: AsyncIterator[pb.StreamingRecognizeRequest]
+) -> list[pb.StreamingRecognizeResponse]:
+    return [event async for event in recognizer.recognize(requests, None)]
+
+
+def kinds(events: list[pb.StreamingRecognizeResponse]) -> list[str]:
+    return [str(e.WhichOneof("event")) for e in events]
+
+
+async def test_session_ends_at_max_duration(server: RunningServer) -> None:
+    registry = server.capability.registry  # type: ignore[attr-defined]
+    recognizer = StreamingRecognizer(registry, StreamingSettings(max_session_seconds=3.0))
+    await recognizer.start()
+    samples, rate = wav_samples(espeak_wav(TEXT))
+    audio = np.concatenate([samples, samples]).astype("<i2").tobytes()  # about 6 s
+
+    async def requests() -> AsyncIterator[pb.StreamingRecognizeRequest]:
+        yield config(rate=rate, batch_window=2.0, max_batch_window=4.0)
+        for offset in range(0, len(audio), 4410):
+            yield pb.StreamingRecognizeRequest(audio_content=audio[offset : offset + 4410])
+            await asyncio.sleep(0)
+
+    try:
+        events = await collect(recognizer, requests())
+    finally:
+        await recognizer.close()
+    assert kinds(events)[0] == "session_started"
+    assert kinds(events)[-1] == "session_ended"
+    assert "final_summary" not in kinds(events)
+    ended = events[-1].session_ended
+    assert ended.reason == pb.SESSION_END_REASON_MAX_DURATION
+    assert 3.0 <= seconds(ended.audio_duration) < 3.3
+    text = " ".join(e.batch_processed.text for e in events if e.WhichOneof("event") == "batch_processed")
+    assert text.strip()
+    assert wer(TEXT, text) < 0.6  # the first ~3 s of the sentence
+
+
+async def test_shutdown_ends_open_sessions(server: RunningServer) -> None:
+    registry = server.capability.registry  # type: ignore[attr-defined]
+    recognizer = StreamingRecognizer(registry, StreamingSettings())
+    await recognizer.start()
+    samples, rate = wav_samples(espeak_wav(TEXT))
+    forever = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.StreamingRecognizeRequest]:
+        yield config(rate=rate)
+        yield pb.StreamingRecognizeRequest(audio_content=samples.tobytes())
+        await forever.wait()  # a live caller that is still talking
+
+    sessions = [asyncio.create_task(collect(recognizer, requests())) for _ in range(2)]
+    await asyncio.sleep(1.0)
+    assert recognizer.active_sessions == 2
+    await recognizer.close()
+    for events in await asyncio.wait_for(asyncio.gather(*sessions), 10):
+        assert kinds(events)[0] == "session_started"
+        assert kinds(events)[-1] == "session_ended"
+        assert events[-1].session_ended.reason == pb.SESSION_END_REASON_SERVER_SHUTDOWN
+    assert recognizer.active_sessions == 0
