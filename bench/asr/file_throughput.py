@@ -12,7 +12,7 @@ into the transcription pipeline (regions, guards) and the transport (gRPC, proto
 (the least disturbed by other work on a shared machine). WER against the known text shows that the
 paths agree on accuracy.
 
-    .venv/bin/python bench/asr/file_throughput.py [--model whisper/base] [--repeats 2]
+    .venv/bin/python bench/asr/file_throughput.py [--model whisper/base] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -53,11 +53,11 @@ SENTENCES_EN = (
     "I would like to cancel the extra data plan on my phone line.",
     "The technician said the internet connection would be restored tomorrow morning.",
 )
-# espeak-ng's pt-br voice is robotic; this sentence is one Whisper base transcribes reliably. Twice, with a
-# pause long enough to split it into two regions (the no-text-across-silence guard has a cost to show).
+# espeak-ng's pt-br voice is robotic; these are sentences Whisper base transcribes fairly well from it,
+# joined with a pause long enough to make two VAD regions.
 SENTENCES_PT = (
     "Bom dia, eu gostaria de falar sobre a minha conta de telefone.",
-    "Bom dia, eu gostaria de falar sobre a minha conta de telefone.",
+    "Por favor, cancele o meu plano de dados.",
 )
 
 

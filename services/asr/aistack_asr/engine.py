@@ -3,9 +3,12 @@
 Hallucination guards (Whisper's best-known failure is inventing text on silence and noise):
 - VAD gating: Silero VAD (shipped in faster-whisper) finds speech; audio outside it never reaches the
   decoder, and audio with no speech returns an empty transcript without decoding at all.
-- No text carried across a silence: speech separated by a pause of `silence_reset_seconds` or more is
-  decoded as separate regions, each starting with an empty prompt (only the caller's initial prompt).
-  Within a region the previous text conditions the next 30 s window, as Whisper was trained to.
+- No text carried across a silence: VAD cuts speech into regions at pauses of `silence_reset_seconds` or
+  more. Consecutive regions are packed into one 30 s window when they fit (a call's short utterances then
+  share one encoder pass, as faster-whisper's own VAD does) and decoded without a prompt from earlier
+  text; each decode starts from the caller's initial prompt only. Only inside one long stretch of speech
+  (a region longer than a window) does the previous window's text condition the next, as Whisper was
+  trained to.
 - Thresholds: windows whose no-speech probability is high and log-probability low are skipped by the
   decoder; segments that still fail them afterwards (or whose compression ratio shows a repetition loop)
   are dropped here.
@@ -13,6 +16,7 @@ Hallucination guards (Whisper's best-known failure is inventing text on silence 
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,6 +26,9 @@ from faster_whisper.vad import VadOptions, get_speech_timestamps
 
 from aistack_asr.audio import SAMPLE_RATE
 from aistack_asr.registry import LoadedModel
+
+# Whisper's window: 30 s of audio per encoder pass, padded when shorter.
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,23 @@ class FasterWhisperTranscriber:
         )
         return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(audio, options, SAMPLE_RATE)]
 
+    def pack(self, regions: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """Consecutive regions grouped so that each group's speech fits one 30 s window.
+
+        A short region alone would cost a whole (padded) 30 s encoder pass; packed, several utterances of a
+        call share one pass, as faster-whisper's own VAD does. A region longer than a window is its own group.
+        """
+        groups: list[list[tuple[int, int]]] = []
+        size = 0
+        for start, end in regions:
+            if groups and size + (end - start) <= WINDOW_SAMPLES:
+                groups[-1].append((start, end))
+                size += end - start
+            else:
+                groups.append([(start, end)])
+                size = end - start
+        return groups
+
     def transcribe(self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
         duration = audio.size / SAMPLE_RATE
         regions = self.speech_regions(audio) if options.vad_filter else [(0, audio.size)]
@@ -108,18 +132,21 @@ class FasterWhisperTranscriber:
         language_probability = 1.0 if language else 0.0
         segments: list[Segment] = []
         dropped = 0
-        for start, end in regions:
-            offset = start / SAMPLE_RATE
-            found, info = self._decode(model, audio[start:end], options, language)
+        for group in self.pack(regions):
+            timeline = _Timeline(group)
+            # Decoded text becomes the prompt of the next 30 s window only inside one long stretch of
+            # speech; packed utterances (separated by pauses) never prompt each other.
+            carry = len(group) == 1
+            found, info = self._decode(model, timeline.audio(audio), options, language, carry)
             if language is None:
-                # Detected once, on the first speech; later regions are decoded in the same language
-                # so that one noisy region cannot switch the transcript's language.
+                # Detected once, on the first speech; later groups are decoded in the same language
+                # so that one noisy stretch cannot switch the transcript's language.
                 language, language_probability = info.language, float(info.language_probability)
             for segment in found:
                 if self.fails_guards(segment):
                     dropped += 1
                     continue
-                segments.append(_shift(segment, offset, duration))
+                segments.append(timeline.restore(segment, duration))
         return Transcript(
             text=" ".join(s.text for s in segments if s.text),
             segments=tuple(segments),
@@ -132,7 +159,12 @@ class FasterWhisperTranscriber:
         )
 
     def _decode(
-        self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions, language: str | None
+        self,
+        model: LoadedModel,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        language: str | None,
+        carry: bool,
     ) -> tuple[list[Segment], _Info]:
         g = self._guards
         found, info = model.whisper.transcribe(
@@ -143,7 +175,7 @@ class FasterWhisperTranscriber:
             compression_ratio_threshold=g.compression_ratio_threshold,
             log_prob_threshold=g.log_prob_threshold,
             no_speech_threshold=g.no_speech_threshold,
-            condition_on_previous_text=True,
+            condition_on_previous_text=carry,
             initial_prompt=options.initial_prompt or None,
             hotwords=options.hotwords or None,
             word_timestamps=options.word_timestamps,
@@ -187,29 +219,54 @@ class _Info:
     language_probability: float
 
 
-def _clamp(value: float, duration: float) -> float:
-    return min(max(value, 0.0), duration)
+class _Timeline:
+    """Speech regions joined end to end for one decode, and the way back to times in the original audio."""
 
+    def __init__(self, regions: list[tuple[int, int]]) -> None:
+        self._regions = regions
+        # Start of each region in the joined audio (seconds) and in the original audio (seconds).
+        self._joined: list[float] = []
+        self._original: list[float] = []
+        self._lengths: list[float] = []
+        position = 0
+        for start, end in regions:
+            self._joined.append(position / SAMPLE_RATE)
+            self._original.append(start / SAMPLE_RATE)
+            self._lengths.append((end - start) / SAMPLE_RATE)
+            position += end - start
 
-def _shift(segment: Segment, offset: float, duration: float) -> Segment:
-    """Region-relative times to audio-relative ones, kept inside the audio and in order."""
-    words: list[Word] = []
-    last = _clamp(segment.start + offset, duration)
-    for w in segment.words:
-        start = max(_clamp(w.start + offset, duration), last)
-        end = max(_clamp(w.end + offset, duration), start)
-        words.append(Word(w.word, start, end, w.probability))
-        last = end
-    return Segment(
-        text=segment.text,
-        start=_clamp(segment.start + offset, duration),
-        end=_clamp(segment.end + offset, duration),
-        avg_logprob=segment.avg_logprob,
-        no_speech_prob=segment.no_speech_prob,
-        compression_ratio=segment.compression_ratio,
-        temperature=segment.temperature,
-        words=tuple(words),
-    )
+    def audio(self, audio: np.ndarray) -> np.ndarray:
+        if len(self._regions) == 1:
+            start, end = self._regions[0]
+            return audio[start:end]
+        return np.concatenate([audio[start:end] for start, end in self._regions])
+
+    def time(self, joined: float, *, end: bool = False) -> float:
+        # An end time exactly on a join belongs to the region before it, a start time to the one after.
+        index = (bisect_left if end else bisect_right)(self._joined, joined) - 1
+        index = max(index, 0)
+        return self._original[index] + min(max(joined - self._joined[index], 0.0), self._lengths[index])
+
+    def restore(self, segment: Segment, duration: float) -> Segment:
+        """Times in the original audio, kept inside it and in order."""
+        start = min(self.time(segment.start), duration)
+        words: list[Word] = []
+        last = start
+        for w in segment.words:
+            word_start = max(min(self.time(w.start), duration), last)
+            word_end = max(min(self.time(w.end, end=True), duration), word_start)
+            words.append(Word(w.word, word_start, word_end, w.probability))
+            last = word_end
+        return Segment(
+            text=segment.text,
+            start=start,
+            end=max(min(self.time(segment.end, end=True), duration), last),
+            avg_logprob=segment.avg_logprob,
+            no_speech_prob=segment.no_speech_prob,
+            compression_ratio=segment.compression_ratio,
+            temperature=segment.temperature,
+            words=tuple(words),
+        )
 
 
 def words_of(segments: Sequence[Segment]) -> list[Word]:
