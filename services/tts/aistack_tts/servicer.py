@@ -87,7 +87,7 @@ class TtsServicer(pb_grpc.TtsServiceServicer):
     async def StreamingSynthesize(
         self, request: pb.StreamingSynthesizeRequest, context: Context
     ) -> AsyncIterator[pb.StreamingSynthesizeResponse]:
-        plan = self._synthesizer.plan(_request(request), streaming=True)
+        plan = await self._synthesizer.plan(_request(request), streaming=True)
         index = 0
         async for chunk in self._synthesizer.stream(plan):
             data = chunk.pcm16
@@ -106,7 +106,7 @@ class TtsServicer(pb_grpc.TtsServiceServicer):
 
     async def ListVoices(self, request: pb.ListVoicesRequest, context: Context) -> pb.ListVoicesResponse:
         return pb.ListVoicesResponse(
-            voices=[_voice(v) for v in self._synthesizer.list_voices(request.language)]
+            voices=[_voice(v) for v in await self._synthesizer.list_voices(request.language)]
         )
 
     async def DeleteVoice(self, request: pb.DeleteVoiceRequest, context: Context) -> pb.DeleteVoiceResponse:

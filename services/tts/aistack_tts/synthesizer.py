@@ -150,7 +150,11 @@ class Synthesizer:
     def _cloning_engine(self) -> Engine | None:
         return next((engine for engine in self._engines if engine.can_clone), None)
 
-    def list_voices(self, language: str = "") -> list[VoiceInfo]:
+    async def list_voices(self, language: str = "") -> list[VoiceInfo]:
+        # The cloned voices are read from disk: off the event loop.
+        return await asyncio.to_thread(self._list_voices, language)
+
+    def _list_voices(self, language: str) -> list[VoiceInfo]:
         wanted = parse_language(language) if language.strip() else None
         engines = {engine.name for engine in self._engines}
         voices = [
@@ -252,7 +256,12 @@ class Synthesizer:
 
     # --- synthesis -----------------------------------------------------------------------------
 
-    def plan(self, request: SynthesisRequest, *, streaming: bool) -> Plan:
+    async def plan(self, request: SynthesisRequest, *, streaming: bool) -> Plan:
+        """Validates the request and resolves its voice (a cloned voice's conditioning is read from disk,
+        hence the thread)."""
+        return await asyncio.to_thread(self._plan, request, streaming)
+
+    def _plan(self, request: SynthesisRequest, streaming: bool) -> Plan:
         if not self._loaded:
             raise errors.Unavailable("the TTS engines are still loading", reason="NOT_READY")
         text = request.text.strip()
@@ -369,7 +378,7 @@ class Synthesizer:
             metrics.REAL_TIME_FACTOR.labels(engine_name).observe(elapsed / seconds)
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
-        plan = self.plan(request, streaming=False)
+        plan = await self.plan(request, streaming=False)
         pcm = b"".join([chunk.pcm16 async for chunk in self.stream(plan)])
         encoded = await asyncio.to_thread(audio.encode, pcm, plan.output_rate, plan.audio_format)
         return SynthesisResult(
