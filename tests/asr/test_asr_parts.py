@@ -12,7 +12,7 @@ from aistack.common.v1 import audio_pb2
 from aistack_asr.audio import PcmDecoder, decode_audio, pcm_to_float, samples_to_float
 from aistack_asr.bootstrap import tiny_en_path
 from aistack_asr.config import AsrSettings
-from aistack_asr.engine import FasterWhisperTranscriber, Segment
+from aistack_asr.engine import FasterWhisperTranscriber, Segment, _Timeline
 from aistack_asr.registry import ModelRegistry, ModelSpec
 from aistack_asr.upload import parse_multipart
 from aistack_kit.config import ConfigError, Env
@@ -265,3 +265,18 @@ def _segment(**overrides: float | str) -> Segment:
 )
 def test_guards(overrides: dict[str, float | str], dropped: bool) -> None:
     assert FasterWhisperTranscriber().fails_guards(_segment(**overrides)) is dropped
+
+
+def test_packed_regions_map_back_to_their_own_times() -> None:
+    rate = 16000
+    transcriber = FasterWhisperTranscriber()
+    regions = [(0, 3 * rate), (10 * rate, 14 * rate), (20 * rate, 45 * rate), (50 * rate, 51 * rate)]
+    # 3 s + 4 s fit one window; the 25 s region does not fit after them; the last 1 s joins it.
+    groups = transcriber.pack(regions)
+    assert groups == [regions[:2], regions[2:]]
+    timeline = _Timeline(groups[0])
+    assert timeline.time(1.0) == 1.0
+    assert timeline.time(3.0) == 10.0 and timeline.time(3.0, end=True) == 3.0
+    assert timeline.time(5.5) == 12.5
+    restored = timeline.restore(_segment(start=2.5, end=4.0), duration=60.0)
+    assert (restored.start, restored.end) == (2.5, 11.0)

@@ -264,6 +264,26 @@ async def test_speech_then_noise_adds_no_invented_words(stub: pb_grpc.AsrService
     assert all(seconds(s.start_offset) < speech16.size / 16000 for s in response.segments)
 
 
+async def test_utterances_across_a_pause_keep_their_own_times(stub: pb_grpc.AsrServiceAsyncStub) -> None:
+    # Two utterances 3 s apart: two VAD regions packed into one window, times mapped back to the file.
+    first, rate = wav_samples(espeak_wav(EN_ESPEAK))
+    second, _ = wav_samples(espeak_wav(PT_ESPEAK, "pt-br"))
+    pause = 3.0
+    audio = np.concatenate([first, np.zeros(int(pause * rate), "<i2"), second]).astype(np.float32) / 32768
+    response = await recognize(stub, make_wav(audio, rate), language="pt", enable_word_time_offsets=True)
+    second_start = first.size / rate + pause
+    late = [w for s in response.segments for w in s.words if seconds(w.start_offset) >= second_start - 0.5]
+    assert wer(PT_ESPEAK, " ".join(w.word for w in late)) <= 0.25, response.text
+    early = [
+        w for s in response.segments for w in s.words if seconds(w.end_offset) <= first.size / rate + 0.5
+    ]
+    assert len(early) >= 5, response.text
+    assert not [
+        w for s in response.segments for w in s.words
+        if first.size / rate + 0.5 < seconds(w.start_offset) < second_start - 0.5
+    ], "words placed inside the pause"  # fmt: skip
+
+
 # -- errors -----------------------------------------------------------------------------------------
 
 
