@@ -36,6 +36,8 @@ from asr_testkit import (
 )
 from google.api import httpbody_pb2
 from google.protobuf import duration_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
 pytestmark = [pytest.mark.slow, needs_espeak, needs_ffmpeg]
@@ -45,6 +47,7 @@ REPO = Path(__file__).resolve().parents[2]
 MISSING_MEDIUM = "/nonexistent/models/whisper/medium"
 MAX_UPLOAD = 2 * 1024 * 1024
 MAX_SECONDS = 60
+MAX_PENDING = 2
 
 EN_PIPER = "Please check the balance of my savings account before Friday."
 EN_ESPEAK = "Please call me back tomorrow morning about the invoice."
@@ -61,6 +64,7 @@ async def server() -> AsyncIterator[RunningServer]:
                 "AISTACK_ASR_MODELS": json.dumps({"whisper/medium": MISSING_MEDIUM}),
                 "AISTACK_ASR_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
                 "AISTACK_ASR_MAX_AUDIO_SECONDS": str(MAX_SECONDS),
+                "AISTACK_ASR_MAX_PENDING_REQUESTS": str(MAX_PENDING),
             }
         )
     )
@@ -428,6 +432,26 @@ async def test_configured_but_missing_model_names_its_path_and_can_fall_back(
     response = await recognize(stub, espeak_wav(EN_ESPEAK), model="medium", allow_model_fallback=True)
     assert response.model == "whisper/tiny.en" and response.model_fallback_used
     assert wer(EN_ESPEAK, response.text) <= 0.3, response.text
+
+
+async def test_overload_is_resource_exhausted_with_a_retry_delay(stub: pb_grpc.AsrServiceAsyncStub) -> None:
+    wav = espeak_wav(EN_ESPEAK)
+    results = await asyncio.gather(
+        *(recognize(stub, wav, language="en") for _ in range(MAX_PENDING + 3)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    served = [r for r in results if isinstance(r, pb.RecognizeResponse)]
+    assert len(served) >= MAX_PENDING and len(refused) >= 1 and len(served) + len(refused) == len(results)
+    for error in refused:
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        info = error_info_of(error)
+        assert info is not None and info.reason == "TOO_MANY_REQUESTS"
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        assert status is not None
+        retry = [d for d in status.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
+        assert len(retry) == 1
+    # Once the burst is over, requests are served again.
+    assert wer(EN_ESPEAK, (await recognize(stub, wav, language="en")).text) <= 0.25
 
 
 # -- models, auth, metrics --------------------------------------------------------------------------

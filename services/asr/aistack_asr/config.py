@@ -76,6 +76,8 @@ class AsrSettings:
     cpu_threads: int
     # Concurrent transcriptions (CTranslate2 workers and the thread pool that feeds them).
     workers: int
+    # Requests admitted at once (running + waiting for a worker); more are RESOURCE_EXHAUSTED.
+    max_pending: int
     max_upload_bytes: int
     max_audio_seconds: float
     beam_size: int
@@ -119,6 +121,7 @@ class AsrSettings:
             compute_type_cuda=env.choice("AISTACK_ASR_COMPUTE_TYPE_CUDA", "int8_float16", COMPUTE_TYPES),
             cpu_threads=env.int("AISTACK_ASR_CPU_THREADS", cpu_count, minimum=0, maximum=256),
             workers=env.int("AISTACK_ASR_WORKERS", 1, minimum=1, maximum=64),
+            max_pending=env.int("AISTACK_ASR_MAX_PENDING_REQUESTS", 16, minimum=1),
             max_upload_bytes=env.int("AISTACK_ASR_MAX_UPLOAD_BYTES", 50 * 1024 * 1024, minimum=1024),
             max_audio_seconds=env.float("AISTACK_ASR_MAX_AUDIO_SECONDS", 3 * 3600.0, minimum=1.0),
             beam_size=env.int("AISTACK_ASR_BEAM_SIZE", 5, minimum=1, maximum=MAX_BEAM_SIZE),

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aistack.common.v1 import audio_pb2
-from aistack_kit.errors import InvalidArgument
+from aistack_kit.errors import InvalidArgument, ResourceExhausted
 
 from aistack_asr import metrics
 from aistack_asr.audio import decode_audio
@@ -95,6 +95,9 @@ class Recognizer:
         self._transcriber = transcriber
         self._settings = settings
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="asr-transcribe")
+        self._pending = 0
+        # Mean wall time of recent requests, for the retry hint when full.
+        self._recent_seconds = 2.0
 
     def options(self, request: RecognitionRequest) -> TranscribeOptions:
         """Validated decoding options; bad values are INVALID_ARGUMENT before any work is done."""
@@ -132,9 +135,26 @@ class Recognizer:
             )
 
     async def recognize(self, request: RecognitionRequest) -> Recognition:
-        started = time.perf_counter()
         self.check_upload_size(len(request.audio))
         options = self.options(request)
+        limit = self._settings.max_pending
+        if self._pending >= limit:
+            # Queueing without bound would only turn overload into timeouts and memory growth.
+            retry = max(1.0, self._recent_seconds * self._pending / self._settings.workers)
+            raise ResourceExhausted(
+                f"this replica is transcribing {self._pending} requests, its limit; retry later",
+                reason="TOO_MANY_REQUESTS",
+                metadata={"max_pending_requests": str(limit)},
+                retry_after_seconds=round(retry, 1),
+            )
+        self._pending += 1
+        try:
+            return await self._recognize(request, options)
+        finally:
+            self._pending -= 1
+
+    async def _recognize(self, request: RecognitionRequest, options: TranscribeOptions) -> Recognition:
+        started = time.perf_counter()
         requested = self._registry.resolve(request.model)
         model = await self._registry.acquire(requested, allow_fallback=request.allow_model_fallback)
         if options.language not in (None, "en") and not model.multilingual:
@@ -156,6 +176,7 @@ class Recognizer:
             self._pool, self._transcriber.transcribe, model, audio, options
         )
         elapsed = time.perf_counter() - started
+        self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
         metrics.record(model.name, "unary", transcript.duration_seconds, elapsed)
         return Recognition(transcript, model.name, model.name != requested, elapsed)
 
