@@ -89,6 +89,7 @@ async def run_stream(
     hold: asyncio.Event | None = None,
     hold_after: int = 0,
     close: bool = True,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Stream:
     """Sends `requests` (sleeping `pause` between them; waiting for `hold` after `hold_after` of them),
     half-closes (unless `close` is False), and collects every event.
@@ -98,7 +99,7 @@ async def run_stream(
     """
     call = cast(
         "grpc.aio.StreamStreamCall[pb.StreamingRecognizeRequest, pb.StreamingRecognizeResponse]",
-        stub.StreamingRecognize(metadata=auth_metadata(), timeout=180),  # type: ignore[call-arg]
+        stub.StreamingRecognize(metadata=(*auth_metadata(), *metadata), timeout=180),  # type: ignore[call-arg]
     )
 
     opened = asyncio.Event()
