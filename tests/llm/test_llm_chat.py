@@ -259,10 +259,13 @@ async def test_http_malformed_json_is_400(service: Service) -> None:
     async with httpx.AsyncClient(base_url=service.http_url, headers=auth_headers(), timeout=10) as client:
         for payload in (b'{"messages": [', b"[1, 2]", b"\xff\xfe"):
             response = await client.post(
-                "/api/v1/chat/completions", content=payload, headers={"Content-Type": "application/json"}
+                "/api/v1/chat/completions",
+                content=payload,
+                headers={"Content-Type": "application/json", "x-request-id": "req-42"},
             )
             assert response.status_code == 400
             assert response.json()["error"]["code"] == "MALFORMED_JSON"
+            assert response.headers["x-request-id"] == "req-42"
 
 
 async def test_unknown_model_is_404_listing_the_available_ones(service: Service) -> None:

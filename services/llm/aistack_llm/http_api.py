@@ -15,6 +15,7 @@ import logging
 import socket
 import struct
 import time
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ import grpc
 import uvicorn
 from aistack_kit import errors
 from aistack_kit.auth import TokenVerifier
+from aistack_kit.logs import log_fields, request_id_var
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -95,6 +97,26 @@ class OpenAIHttpApi:
 
     def _endpoint(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
+            # Envoy's x-request-id ties this line to the edge's access log, as the gRPC interceptor does.
+            request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+            request_id_var.set(request_id)
+            started = time.perf_counter()
+            response = await guarded(request, request_id)
+            response.headers["x-request-id"] = request_id
+            logger.log(
+                logging.INFO if response.status_code < 400 else logging.WARNING,
+                "http",
+                extra=log_fields(
+                    method=request.method,
+                    path=request.url.path,
+                    status=response.status_code,
+                    # For streams: until the first token, when the status is known.
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                ),
+            )
+            return response
+
+        async def guarded(request: Request, request_id: str) -> Response:
             if not self._verifier.check(request.headers.get("authorization")):
                 return _error_response(
                     errors.Unauthenticated(
@@ -108,7 +130,11 @@ class OpenAIHttpApi:
                 return _error_response(exc)
             except Exception:
                 logger.exception("unhandled error in %s", request.url.path)
-                return _error_response(errors.AistackError("internal error", reason="INTERNAL"))
+                return _error_response(
+                    errors.AistackError(
+                        f"internal error; quote request id {request_id} when reporting it", reason="INTERNAL"
+                    )
+                )
             return response
 
         return endpoint
