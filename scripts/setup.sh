@@ -37,12 +37,22 @@ if ! command -v npm >/dev/null; then
   apt_install nodejs npm
 fi
 
-# 2. Python venv. The kit needs 3.11+ (StrEnum, TaskGroup).
-PYTHON=${PYTHON:-python3}
-"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
-  echo "setup: $PYTHON is $("$PYTHON" --version 2>&1); Python 3.11 or newer is needed (set PYTHON=...)" >&2
+# 2. Python venv. The kit needs 3.11+ (StrEnum); Ubuntu 22.04's python3 is 3.10, its python3.11 is not.
+new_enough() { command -v "$1" >/dev/null && "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; }
+if [[ -z ${PYTHON:-} ]]; then
+  for candidate in python3 python3.13 python3.12 python3.11; do
+    if new_enough "$candidate"; then PYTHON=$candidate; break; fi
+  done
+fi
+if [[ -z ${PYTHON:-} && ! -x .venv/bin/python ]]; then
+  log "installing Python 3.11 (python3 here is older)"
+  apt_install python3.11 python3.11-venv python3.11-dev
+  PYTHON=python3.11
+fi
+if [[ ! -x .venv/bin/python ]] && ! new_enough "$PYTHON"; then
+  echo "setup: $PYTHON is not Python 3.11 or newer (set PYTHON=...)" >&2
   exit 1
-}
+fi
 if [[ ! -x .venv/bin/python ]]; then
   log "creating .venv with $("$PYTHON" --version)"
   "$PYTHON" -m venv .venv
