@@ -1,9 +1,10 @@
 #!/bin/bash
 # The one command sent to the GPU machine (device tool), from the repository root:
-#   bash scripts/gpu/run_asr_bench.sh [extra args for bench/asr/gpu/asr_gpu_bench.py]
-# with `.whl` carried (the CTranslate2 cp312 manylinux wheel; see docs/asr-gpu.md). Writes
-# $OUT/asr_gpu_bench.json and $OUT/asr_gpu_bench.log. ASR_BENCH_TIMEOUT (seconds, default 530) bounds the
-# whole run so that a device call ends inside its 10-minute limit with its results.
+#   ASR_PARTS="torch ct2" bash scripts/gpu/run_asr_bench.sh [extra args for bench/asr/gpu/asr_gpu_bench.py]
+# with `.whl` carried (the CTranslate2 cp312 manylinux wheel; see docs/asr-gpu.md). Each part runs in its own
+# process (CTranslate2 keeps its GPU memory cache until exit) and writes $OUT/asr_gpu_<part>.json; the log is
+# $OUT/asr_gpu_bench.log. ASR_BENCH_TIMEOUT (seconds per part, default 530) keeps a device call inside its
+# 10-minute limit; the script's own --budget-s makes it skip work and still write its results before that.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/asr_gpu_out}
@@ -28,15 +29,21 @@ mkdir -p /tmp/asrpath/aistack_asr
 ln -sfn "$PWD/services/asr/aistack_asr/gpu" /tmp/asrpath/aistack_asr/gpu
 export PYTHONPATH=/tmp/asrpath:/tmp/site:${PYTHONPATH:-}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
-timeout -k 10 "${ASR_BENCH_TIMEOUT:-530}" python3 bench/asr/gpu/asr_gpu_bench.py --out "$OUT" "$@" 2>&1 \
-    | grep --line-buffered -v -e "Loading weights" -e "Writing model shards" | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
-echo "== exit $rc" | tee -a "$LOG"
-python3 - "$OUT/asr_gpu_bench.json" <<'PY' || true
-import json, sys
-r = json.load(open(sys.argv[1]))
-for k in ("correctness", "ct2", "torch", "torch_no_graphs", "encoder_compiled", "capacity", "notes", "fatal"):
-    if k in r:
-        print(k, json.dumps(r[k])[:1500])
+rc=0
+for part in ${ASR_PARTS:-torch ct2}; do
+    timeout -k 10 "${ASR_BENCH_TIMEOUT:-530}" python3 bench/asr/gpu/asr_gpu_bench.py --part "$part" --out "$OUT" "$@" 2>&1 \
+        | grep --line-buffered -v -e "Loading weights" -e "Writing model shards" | tee -a "$LOG"
+    prc=${PIPESTATUS[0]}
+    echo "== part $part exit $prc" | tee -a "$LOG"
+    [ "$prc" -eq 0 ] || rc=$prc
+done
+python3 - "$OUT" <<'PY' || true
+import json, pathlib, sys
+for f in sorted(pathlib.Path(sys.argv[1]).glob("asr_gpu_*.json")):
+    r = json.loads(f.read_text())
+    print("==", f.name)
+    for k in ("correctness", "torch_cross_attention", "torch_no_graphs", "encoder_compiled", "capacity", "notes", "fatal"):
+        if k in r:
+            print(k, json.dumps(r[k])[:1200])
 PY
 exit "$rc"

@@ -2,19 +2,21 @@
 
 Run on the device machine through scripts/gpu/run_asr_bench.sh (which installs the carried CTranslate2 wheel
 and makes its CUDA 12 soname link). Everything is built on the machine: a Whisper-medium-shaped checkpoint
-with random weights, its CTranslate2 conversions (float16, int8_float16), then
+with random weights and its CTranslate2 conversions (float16, int8_float16). Two parts, each its own process
+(CTranslate2's allocator keeps its cache until exit, and both engines' buffers need not fit at once):
 
-  correctness  greedy tokens on the same features and weights: ours fp32 vs transformers generate fp32
-               (exact), vs CTranslate2 (float32/float16/int8_float16), ours fp16 vs fp32 (match rates)
-  ct2          CTranslate2 generate, batch 16..128, 3000 and 1000 frames, float16 / int8_float16,
-               greedy, a fixed token budget (end-of-text suppressed), plus encoder-only time
-  torch        our engine: encoder (eager, compiled) and graph-replayed decoder per bucket; the decoder
-               without graphs once, to show the launch overhead
-  capacity     N sessions x one 5 s window per 5 s: simulated sweep from the measured batch times, and
-               one wall-clock run of the real serving loop at the reported N
+  --part ct2    correctness: greedy tokens on the same features and weights, ours fp32 vs transformers
+                generate fp32 (exact), vs CTranslate2 float32/float16/int8_float16, ours fp16 vs fp32;
+                CTranslate2 generate at batch 16..128, 3000 and 1000 frames, int8_float16 / float16, with
+                and without its flash attention, greedy, a fixed token budget (end-of-text suppressed),
+                encoder-only time; capacity (simulated sweep + a wall-clock run)
+  --part torch  our engine: cross-attention variants, encoder (eager, compiled) and graph-replayed decoder
+                per bucket, the decoder without graphs once (launch overhead); capacity
 
-Results go to $OUT/asr_gpu_bench.json (rewritten after every phase, so a timeout keeps what finished).
-`--smoke` runs every phase on a tiny model and small batches (on CPU it checks the plumbing here).
+Capacity: N sessions x one 5 s window per 5 s, staggered; a simulated sweep over N from the measured batch
+times finds the largest N with p95 <= 1.5 s, then the real serving loop runs on the wall clock at that N.
+Results go to $OUT/asr_gpu_<part>.json, rewritten after every step, so a timeout keeps what finished.
+`--smoke` runs a tiny model with small batches (on CPU it checks the plumbing).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +41,16 @@ from aistack_asr.gpu.model import GreedyConfig, ServingWhisper
 from aistack_asr.gpu.vocab import MULTILINGUAL as SPECIAL
 
 T0 = time.perf_counter()
-RESULTS: dict[str, Any] = {}
+RESULTS: dict[str, Any] = {"notes": []}
+OUT_FILE = Path("/tmp/asr_gpu_out/asr_gpu.json")
 
 
 def log(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
 
 
-def save(out: Path) -> None:
-    (out / "asr_gpu_bench.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+def save() -> None:
+    OUT_FILE.write_text(json.dumps(RESULTS, indent=1, default=str))
 
 
 def sync(dev: str) -> None:
@@ -110,245 +113,296 @@ def environment(dev: str) -> dict[str, Any]:
     return env
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/asr_gpu_out")))
-    ap.add_argument("--work", type=Path, default=Path("/tmp/asr_gpu_work"))
-    ap.add_argument("--smoke", action="store_true", help="tiny model, small batches: plumbing only")
-    ap.add_argument("--phases", default="build,correctness,ct2,torch,capacity")
-    ap.add_argument("--tokens", type=int, default=24, help="generated tokens per window (fixed budget)")
-    ap.add_argument("--ct2-batches", default="16,32,64,128")
-    ap.add_argument("--torch-buckets", default="8,16,32,48,64,96,128,160,192")
-    ap.add_argument("--frames", default="3000,1000")
-    ap.add_argument("--dtype", default="float16")
-    ap.add_argument("--compile", action="store_true", help="also time a torch.compile'd encoder")
-    ap.add_argument("--realtime-s", type=float, default=25.0)
-    ap.add_argument("--budget-s", type=float, default=480.0, help="skip remaining work past this")
-    args = ap.parse_args()
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    args.out.mkdir(parents=True, exist_ok=True)
-    args.work.mkdir(parents=True, exist_ok=True)
-    phases = set(args.phases.split(","))
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.dev = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dims = TINY_TEST if args.smoke else MEDIUM
+        self.frames_list = [int(f) for f in args.frames.split(",")]
+        self.ct2_batches = [int(b) for b in args.ct2_batches.split(",")]
+        self.buckets = tuple(int(b) for b in args.torch_buckets.split(","))
+        self.dtype = getattr(torch, args.dtype)
+        self.prompt = SPECIAL.sot_sequence("pt")
+        self.greedy = GreedyConfig(max_new_tokens=args.tokens, suppress_tokens=(SPECIAL.eot,))
+        self.gen = torch.Generator(device=self.dev).manual_seed(0)
+        work: Path = args.work
+        self.ckpt, self.ct2_fp16, self.ct2_int8 = work / "hf", work / "ct2-float16", work / "ct2-int8_float16"
 
-    dims = TINY_TEST if args.smoke else MEDIUM
-    frames_list = [int(f) for f in args.frames.split(",")]
-    ct2_batches = [int(b) for b in args.ct2_batches.split(",")]
-    buckets = tuple(int(b) for b in args.torch_buckets.split(","))
-    dtype = getattr(torch, args.dtype)
-    RESULTS.update(
-        device=dev,
-        smoke=args.smoke,
-        dims=dims.__dict__,
-        tokens_per_window=args.tokens,
-        env=environment(dev),
-        notes=[],
-    )
-    log(f"env {RESULTS['env']}")
-    save(args.out)
+    def features(self, n: int, frames: int) -> torch.Tensor:
+        # Log-mel-like scale: real features lie in about [-1.5, 1.5] after Whisper's normalisation.
+        x = torch.randn((n, self.dims.n_mels, frames), generator=self.gen, device=self.dev)
+        return x.clamp(-1.5, 1.5)
 
-    ckpt, ct2_fp16, ct2_int8 = args.work / "hf", args.work / "ct2-float16", args.work / "ct2-int8_float16"
-    t = time.perf_counter()
-    # Saved in float16 and reloaded: every engine then runs the very same (fp16-representable) weights.
-    hf = build_random_whisper(ckpt, dims, seed=0, dtype="float16").half().float()
-    RESULTS["build_s"] = round(time.perf_counter() - t, 1)
-    log(f"checkpoint built in {RESULTS['build_s']} s")
-    have_ct2 = "ctranslate2" in RESULTS["env"]
-    if have_ct2:
-        for q, path in (("float16", ct2_fp16), ("int8_float16", ct2_int8)):
-            t = time.perf_counter()
-            convert_to_ctranslate2(ckpt, path, q)
-            RESULTS[f"convert_{q}_s"] = round(time.perf_counter() - t, 1)
-            log(f"converted to {q} in {RESULTS[f'convert_{q}_s']} s")
-    save(args.out)
-
-    prompt = SPECIAL.sot_sequence("pt")
-    budget = GreedyConfig(max_new_tokens=args.tokens, suppress_tokens=(SPECIAL.eot,))
-    gen = torch.Generator(device=dev).manual_seed(0)
-
-    def features(n: int, frames: int) -> torch.Tensor:
-        # Log-mel-like scale; real features are in [-1.5, 1.5] after Whisper's normalisation.
-        return torch.randn((n, dims.n_mels, frames), generator=gen, device=dev).clamp(-1.5, 1.5)
-
-    ct2_models: dict[str, Any] = {}
-
-    def ct2_model(compute_type: str) -> Any:
-        import ctranslate2
-
-        if compute_type not in ct2_models:
-            path = ct2_int8 if compute_type == "int8_float16" else ct2_fp16
-            if dev == "cpu":
-                compute_type = {"float16": "float32", "int8_float16": "int8"}.get(compute_type, compute_type)
-            ct2_models[compute_type] = ctranslate2.models.Whisper(
-                str(path), device=dev, compute_type=compute_type
-            )
-        return ct2_models[compute_type]
-
-    def ct2_generate(model: Any, feats: torch.Tensor, n_prompts: int) -> list[list[int]]:
-        import ctranslate2
-
-        sv = ctranslate2.StorageView.from_array(feats.contiguous() if dev == "cuda" else feats.cpu().numpy())
-        res = model.generate(
-            sv,
-            [prompt] * n_prompts,
-            beam_size=1,
-            max_length=2 * args.tokens,  # CTranslate2 decodes min(max_length/2, max_length - prompt) tokens
-            suppress_blank=False,
-            suppress_tokens=[SPECIAL.eot],
-        )
-        return [r.sequences_ids[0] for r in res]
-
-    def over_budget(what: str) -> bool:
-        if time.perf_counter() - T0 > args.budget_s:
+    def over_budget(self, what: str) -> bool:
+        if time.perf_counter() - T0 > self.args.budget_s:
             RESULTS["notes"].append(f"skipped {what}: time budget")
             log(f"skip {what} (budget)")
             return True
         return False
 
-    # ---- correctness ---------------------------------------------------------------------------------
-    if "correctness" in phases:
-        n = 8
-        feats = features(n, 3000)
-        corr: dict[str, Any] = {"windows": n, "tokens": args.tokens, "frames": 3000}
+    # ---- checkpoint ----------------------------------------------------------------------------------
+    def build(self) -> Any:
+        """The checkpoint (built once per machine; a second part reuses it). Returns the fp32 HF model."""
+        from transformers import WhisperForConditionalGeneration
+
+        if (self.ckpt / "config.json").is_file():
+            hf = WhisperForConditionalGeneration.from_pretrained(str(self.ckpt), local_files_only=True)
+            return hf.float().eval()
+        t = time.perf_counter()
+        # Saved in float16 and reloaded: every engine then runs the very same (fp16-representable) weights.
+        hf = build_random_whisper(self.ckpt, self.dims, seed=0, dtype="float16").half().float()
+        RESULTS["build_s"] = round(time.perf_counter() - t, 1)
+        log(f"checkpoint built in {RESULTS['build_s']} s")
+        for q, path in (("float16", self.ct2_fp16), ("int8_float16", self.ct2_int8)):
+            t = time.perf_counter()
+            convert_to_ctranslate2(self.ckpt, path, q)
+            RESULTS[f"convert_{q}_s"] = round(time.perf_counter() - t, 1)
+            log(f"converted to {q} in {RESULTS[f'convert_{q}_s']} s")
+        return hf
+
+    # ---- CTranslate2 ---------------------------------------------------------------------------------
+    def ct2_load(self, compute_type: str, flash: bool = False) -> Any:
+        import ctranslate2
+
+        path = self.ct2_int8 if compute_type == "int8_float16" else self.ct2_fp16
+        if self.dev == "cpu":
+            compute_type = {"float16": "float32", "int8_float16": "int8"}.get(compute_type, compute_type)
+            flash = False
+        return ctranslate2.models.Whisper(
+            str(path), device=self.dev, compute_type=compute_type, flash_attention=flash
+        )
+
+    def ct2_generate(self, model: Any, feats: torch.Tensor) -> list[list[int]]:
+        import ctranslate2
+
+        arr = feats.contiguous() if self.dev == "cuda" else feats.cpu().numpy()
+        res = model.generate(
+            ctranslate2.StorageView.from_array(arr),
+            [self.prompt] * feats.shape[0],
+            beam_size=1,
+            max_length=2 * self.args.tokens,  # CTranslate2 decodes min(max_length/2, max_length - prompt)
+            suppress_blank=False,
+            suppress_tokens=[SPECIAL.eot],
+        )
+        return [r.sequences_ids[0] for r in res]
+
+    def correctness(self, hf: Any) -> None:
+        n, dev, dtype = self.args.check_windows, self.dev, self.dtype
+        feats = self.features(n, 3000)
+        prompts = [SPECIAL.sot_sequence(lang) for lang in ("pt", "en", "es", "de")] * (n // 4)
+        corr: dict[str, Any] = {"windows": n, "tokens": self.args.tokens, "frames": 3000}
         ours32 = ServingWhisper.from_hf_model(hf).to(dev).eval()
-        eng32 = ServingEngine(ours32, EngineConfig(frames=3000, buckets=(n,), greedy=budget))
-        eng32.warm_up()
-        t32 = eng32.run_batch(feats, [prompt] * n)
+        t32 = ServingEngine(ours32, EngineConfig(buckets=(n,), greedy=self.greedy)).run_batch(feats, prompts)
+        del ours32
         hf_dev = hf.to(dev)
         with torch.inference_mode():
-            hf_out = hf_dev.generate(
+            out = hf_dev.generate(
                 input_features=feats,
-                decoder_input_ids=torch.tensor([prompt] * n, device=dev),
-                max_new_tokens=args.tokens,
+                decoder_input_ids=torch.tensor(prompts, device=dev),
+                max_new_tokens=self.args.tokens,
                 do_sample=False,
                 num_beams=1,
                 suppress_tokens=[SPECIAL.eot],
                 begin_suppress_tokens=None,
             )
-        hf_tokens = [row[-args.tokens :] for row in hf_out.tolist()]
-        corr["ours_fp32_vs_transformers_fp32"] = match_rate(t32, hf_tokens)
+        hf_tokens = [row[-self.args.tokens :] for row in out.tolist()]
         hf.to("cpu")
         del hf_dev
+        corr["ours_fp32_vs_transformers_fp32"] = match_rate(t32, hf_tokens)
         ours16 = ServingWhisper.from_hf_model(hf).to(dev, dtype).eval()
-        eng16 = ServingEngine(ours16, EngineConfig(frames=3000, buckets=(n,), greedy=budget))
-        eng16.warm_up()
-        t16 = eng16.run_batch(feats, [prompt] * n)
-        corr[f"ours_{args.dtype}_vs_ours_fp32"] = match_rate(t16, t32)
-        if have_ct2:
-            import ctranslate2
-
-            for ct in ("float32", "float16", "int8_float16"):
-                m = ctranslate2.models.Whisper(
-                    str(ct2_fp16 if ct != "int8_float16" else ct2_int8),
-                    device=dev,
-                    compute_type=ct
-                    if dev == "cuda"
-                    else {"float16": "float32", "int8_float16": "int8"}.get(ct, ct),
-                )
-                out = ct2_generate(m, feats, n)
-                corr[f"ct2_{ct}_vs_ours_fp32"] = match_rate(out, t32)
-                if ct != "float32":
-                    corr[f"ct2_{ct}_vs_ours_{args.dtype}"] = match_rate(out, t16)
-                del m
-        corr["sample_ours_fp32"] = t32[0]
-        corr["sample_transformers_fp32"] = hf_tokens[0]
-        RESULTS["correctness"] = corr
-        del ours32, eng32, ours16, eng16
+        t16 = ServingEngine(ours16, EngineConfig(buckets=(n,), greedy=self.greedy)).run_batch(feats, prompts)
+        del ours16
+        corr[f"ours_{self.args.dtype}_vs_ours_fp32"] = match_rate(t16, t32)
         if dev == "cuda":
             torch.cuda.empty_cache()
-        log(f"correctness {json.dumps({k: v for k, v in corr.items() if not k.startswith('sample')})}")
-        save(args.out)
-    del hf
+        import ctranslate2
 
-    # ---- CTranslate2 baseline ------------------------------------------------------------------------
-    ct2_times: dict[tuple[str, int], dict[int, float]] = {}
-    if "ct2" in phases and have_ct2:
-        rows = []
-        for ct in ("int8_float16", "float16"):
-            model = ct2_model(ct)
-            for frames in frames_list:
-                for b in ct2_batches:
-                    if over_budget(f"ct2 {ct} {frames} b{b}"):
+        for ct in ("float32", "float16", "int8_float16"):
+            path = self.ct2_int8 if ct == "int8_float16" else self.ct2_fp16
+            cpu_ct = {"float16": "float32", "int8_float16": "int8"}.get(ct, ct)
+            m = ctranslate2.models.Whisper(
+                str(path), device=dev, compute_type=ct if dev == "cuda" else cpu_ct
+            )
+            res = m.generate(
+                ctranslate2.StorageView.from_array(
+                    feats.contiguous() if dev == "cuda" else feats.cpu().numpy()
+                ),
+                prompts,
+                beam_size=1,
+                max_length=2 * self.args.tokens,
+                suppress_blank=False,
+                suppress_tokens=[SPECIAL.eot],
+            )
+            got = [r.sequences_ids[0] for r in res]
+            corr[f"ct2_{ct}_vs_ours_fp32"] = match_rate(got, t32)
+            if ct != "float32":
+                corr[f"ct2_{ct}_vs_ours_{self.args.dtype}"] = match_rate(got, t16)
+            del m
+        corr["distinct_windows_fp32"] = len({tuple(t) for t in t32})
+        corr["sample_ours_fp32"] = t32[:2]
+        corr["sample_transformers_fp32"] = hf_tokens[:2]
+        RESULTS["correctness"] = corr
+        log(f"correctness {json.dumps({k: v for k, v in corr.items() if not k.startswith('sample')})}")
+        save()
+
+    def ct2_part(self) -> None:
+        hf = self.build()
+        save()
+        if "correctness" not in self.args.skip:
+            self.correctness(hf)
+        del hf
+        variants = [("int8_float16", False), ("int8_float16", True), ("float16", True), ("float16", False)]
+        times: dict[str, dict[int, float]] = {}
+        rows = RESULTS.setdefault("ct2", [])
+        for ct, flash in variants:
+            try:
+                model = self.ct2_load(ct, flash)
+            except Exception as e:
+                RESULTS["notes"].append(f"ct2 {ct} flash={flash}: {e!r}")
+                continue
+            for frames in self.frames_list:
+                key = f"ct2_{ct}{'_flash' if flash else ''}_{frames}"
+                for b in self.ct2_batches:
+                    if self.over_budget(f"{key} b{b}"):
                         break
-                    feats = features(b, frames)
-                    sec, out = timed(lambda m=model, f=feats, b=b: ct2_generate(m, f, b), dev, repeat=2)
-                    ntok = statistics.mean(len(x) for x in out)
-                    row = {
+                    feats = self.features(b, frames)
+                    sec, out = timed(lambda m=model, f=feats: self.ct2_generate(m, f), self.dev, repeat=2)
+                    row: dict[str, Any] = {
+                        "engine": key,
                         "compute_type": ct,
+                        "flash_attention": flash,
                         "frames": frames,
                         "batch": b,
                         "batch_s": round(sec, 4),
                         "windows_per_s": round(b / sec, 1),
-                        "tokens_per_window": ntok,
+                        "tokens_per_window": statistics.mean(len(x) for x in out),
                     }
-                    if b == 64 or b == ct2_batches[-1]:
+                    if b in (64, self.ct2_batches[-1]):
                         import ctranslate2
 
-                        sv = ctranslate2.StorageView.from_array(
-                            feats if dev == "cuda" else feats.cpu().numpy()
+                        arr = feats if self.dev == "cuda" else feats.cpu().numpy()
+                        sv = ctranslate2.StorageView.from_array(arr)
+                        enc_s, _ = timed(
+                            lambda m=model, sv=sv: m.encode(sv, to_cpu=False), self.dev, repeat=2
                         )
-                        enc_s, _ = timed(lambda m=model, sv=sv: m.encode(sv, to_cpu=False), dev, repeat=2)
                         row["encoder_s"] = round(enc_s, 4)
-                    ct2_times.setdefault((ct, frames), {})[b] = sec
+                    times.setdefault(key, {})[b] = sec
                     rows.append(row)
                     log(f"ct2 {row}")
-                    RESULTS["ct2"] = rows
-                    save(args.out)
+                    save()
             del model
-            ct2_models.clear()
+        cap = RESULTS.setdefault(
+            "capacity", {"period_s": 5.0, "p95_limit_s": 1.5, "simulated": {}, "realtime": []}
+        )
+        for key, pts in times.items():
+            svc = ServiceTimes(pts)
+            n, _ = max_sessions(svc, svc.max_batch)
+            cap["simulated"][key] = {
+                "max_sessions": n,
+                "at_max": simulate(n, svc, svc.max_batch).as_dict() if n else None,
+                "points": {b: round(s, 4) for b, s in pts.items()},
+            }
+        log(f"simulated {json.dumps({k: v['max_sessions'] for k, v in cap['simulated'].items()})}")
+        save()
+        # Wall clock: the service's configuration, and CTranslate2's best, at 30 s windows.
+        best = max(
+            (k for k in times if k.endswith("_3000")),
+            key=lambda k: cap["simulated"][k]["max_sessions"],
+            default=None,
+        )
+        for key in dict.fromkeys(["ct2_int8_float16_3000", best]):
+            if key is None or key not in times or self.over_budget(f"realtime {key}"):
+                continue
+            ct = "float16" if key.startswith("ct2_float16") else "int8_float16"
+            model = self.ct2_load(ct, "_flash_" in key)
+            mb = max(times[key])
+            pool = self.features(mb, 3000)
+            n = cap["simulated"][key]["max_sessions"]
+
+            def run(k: int, model: Any = model, pool: torch.Tensor = pool) -> None:
+                self.ct2_generate(model, pool[:k])
+
+            if n > 0:
+                r = run_realtime(n, run, mb, duration_s=self.args.realtime_s)
+                cap["realtime"].append({"engine": key, **r.as_dict()})
+                log(f"realtime {key} {r.as_dict()}")
+                save()
+            del model
 
     # ---- our engine ----------------------------------------------------------------------------------
-    torch_times: dict[int, dict[str, Any]] = {}
-    engines: dict[int, ServingEngine] = {}
-    if "torch" in phases or "capacity" in phases:
-        from transformers import WhisperForConditionalGeneration
-
-        hf = WhisperForConditionalGeneration.from_pretrained(str(ckpt), local_files_only=True)
-        base = ServingWhisper.from_hf_model(hf).to(dev, dtype).eval()
-        del hf
-        rows = []
-        for frames in frames_list:
-            if over_budget(f"torch {frames}"):
+    def measure_buckets(
+        self, eng: ServingEngine, frames: int, buckets: Sequence[int], label: str, encoder: bool = True
+    ) -> dict[str, dict[int, float]]:
+        per: dict[str, dict[int, float]] = {"encoder": {}, "decoder": {}}
+        steps = len(self.prompt) - 1 + self.args.tokens
+        for b in buckets:
+            if self.over_budget(f"torch {label} {frames} b{b}"):
                 break
-            eng = ServingEngine(base, EngineConfig(frames=frames, buckets=buckets, greedy=budget))
+            feats = self.features(b, frames)
+            enc_s, enc = timed(lambda f=feats: eng.encode(f), self.dev, repeat=3)
+            dec_s, out = timed(
+                lambda e=enc, b=b: eng.decode(e, [self.prompt] * b, early_stop=False), self.dev, repeat=3
+            )
+            per["encoder"][b], per["decoder"][b] = enc_s, dec_s
+            row = {
+                "variant": label,
+                "frames": frames,
+                "batch": b,
+                "encoder_s": round(enc_s, 4),
+                "decoder_s": round(dec_s, 4),
+                "batch_s": round(enc_s + dec_s, 4),
+                "windows_per_s": round(b / (enc_s + dec_s), 1),
+                "decoder_step_ms": round(1000 * dec_s / steps, 3),
+                "tokens_per_window": statistics.mean(len(x) for x in out),
+            }
+            RESULTS.setdefault("torch", []).append(row)
+            log(f"torch {row}")
+            save()
+        return per
+
+    def torch_part(self) -> None:
+        hf = self.build()
+        base = ServingWhisper.from_hf_model(hf).to(self.dev, self.dtype).eval()
+        del hf
+        save()
+        cfg = {f: EngineConfig(frames=f, buckets=self.buckets, greedy=self.greedy) for f in self.frames_list}
+        # 1. Cross-attention variant, at two batch sizes (30 s windows: where cross-attention costs most).
+        probe = tuple(b for b in (64, self.buckets[-1]) if b in self.buckets) or self.buckets[-1:]
+        best_impl, best_t = "matmul", float("inf")
+        for impl in ("matmul", "sdpa"):
+            base.cross_attention = impl
+            base.reset_buffers()
+            eng = ServingEngine(base, EngineConfig(frames=3000, buckets=probe, greedy=self.greedy))
+            eng.warm_up()
+            per = self.measure_buckets(eng, 3000, probe, f"cross={impl}")
+            t = sum(per["decoder"].values())
+            if per["decoder"] and t < best_t:
+                best_impl, best_t = impl, t
+        base.cross_attention = best_impl
+        base.reset_buffers()
+        if self.dev == "cuda":
+            torch.cuda.empty_cache()
+        RESULTS["torch_cross_attention"] = best_impl
+        # 2. Every bucket, both input lengths; the decoder without graphs once.
+        engines: dict[int, ServingEngine] = {}
+        measured: dict[int, dict[str, dict[int, float]]] = {}
+        for frames in self.frames_list:
+            if self.over_budget(f"torch {frames}"):
+                break
+            eng = ServingEngine(base, cfg[frames])
             t = time.perf_counter()
             eng.warm_up()
             RESULTS.setdefault("torch_capture_s", {})[frames] = round(time.perf_counter() - t, 2)
             engines[frames] = eng
-            per: dict[str, Any] = {"encoder": {}, "decoder": {}}
-            for b in buckets:
-                if over_budget(f"torch {frames} b{b}"):
-                    break
-                feats = features(b, frames)
-                enc_s, enc = timed(lambda f=feats, eng=eng: eng.encode(f), dev, repeat=3)
-                dec_s, out = timed(
-                    lambda e=enc, b=b, eng=eng: eng.decode(e, [prompt] * b, early_stop=False), dev, repeat=3
-                )
-                per["encoder"][b], per["decoder"][b] = enc_s, dec_s
-                row = {
-                    "frames": frames,
-                    "batch": b,
-                    "encoder_s": round(enc_s, 4),
-                    "decoder_s": round(dec_s, 4),
-                    "batch_s": round(enc_s + dec_s, 4),
-                    "windows_per_s": round(b / (enc_s + dec_s), 1),
-                    "decoder_step_ms": round(1000 * dec_s / (len(prompt) - 1 + args.tokens), 3),
-                    "tokens_per_window": statistics.mean(len(x) for x in out),
-                }
-                rows.append(row)
-                log(f"torch {row}")
-                RESULTS["torch"] = rows
-                save(args.out)
-            torch_times[frames] = per
-            # The same decode without CUDA graphs: what launch overhead costs at this size.
-            b = 64 if 64 in buckets else buckets[len(buckets) // 2]
-            if b in per["encoder"] and not over_budget("no-graph decode"):
-                enc = eng.encode(features(b, frames))
+            measured[frames] = self.measure_buckets(eng, frames, self.buckets, f"cross={best_impl}")
+            b = 64 if 64 in self.buckets else self.buckets[len(self.buckets) // 2]
+            if b in measured[frames]["decoder"] and not self.over_budget("no-graph decode"):
+                enc = eng.encode(self.features(b, frames))
                 dec_s, _ = timed(
-                    lambda e=enc, b=b, eng=eng: eng.decode(e, [prompt] * b, early_stop=False, graphs=False),
-                    dev,
+                    lambda e=enc, b=b, eng=eng: eng.decode(
+                        e, [self.prompt] * b, early_stop=False, graphs=False
+                    ),
+                    self.dev,
                     repeat=2,
                 )
                 RESULTS.setdefault("torch_no_graphs", []).append(
@@ -356,23 +410,28 @@ def main() -> None:
                         "frames": frames,
                         "batch": b,
                         "decoder_s": round(dec_s, 4),
-                        "with_graphs_s": per["decoder"][b],
+                        "with_graphs_s": measured[frames]["decoder"][b],
                     }
                 )
-                log(f"no graphs: frames {frames} batch {b} decoder {dec_s:.4f}s vs {per['decoder'][b]:.4f}s")
-                save(args.out)
-        if args.compile and dev == "cuda" and not over_budget("compiled encoder"):
-            b = 64
-            feats = features(b, 3000)
-            eager_s, ref = timed(lambda: base.encode(feats), dev, repeat=3)
+                log(
+                    f"no graphs: frames {frames} batch {b}: decoder {dec_s:.4f}s"
+                    f" vs {measured[frames]['decoder'][b]:.4f}s with"
+                )
+                save()
+        # 3. Compiled encoder (dynamic batch: one compile serves every batch size).
+        compiled = False
+        if self.args.compile and self.dev == "cuda" and 3000 in measured and not self.over_budget("compile"):
+            b = 64 if 64 in self.buckets else self.buckets[-1]
+            feats = self.features(b, 3000)
+            eager_s, ref = timed(lambda: base.encode(feats), self.dev, repeat=3)
             t = time.perf_counter()
-            base.compile_encoder(dynamic=False)
+            base.compile_encoder(dynamic=True)
             try:
                 with torch.inference_mode():
                     base.encode(feats)
-                sync(dev)
+                sync(self.dev)
                 compile_s = time.perf_counter() - t
-                comp_s, out = timed(lambda: base.encode(feats), dev, repeat=3)
+                comp_s, out = timed(lambda: base.encode(feats), self.dev, repeat=3)
                 err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
                 RESULTS["encoder_compiled"] = {
                     "batch": b,
@@ -382,93 +441,111 @@ def main() -> None:
                     "compile_s": round(compile_s, 1),
                     "rel_err_vs_eager": err,
                 }
+                compiled = comp_s < 0.97 * eager_s
             except Exception as e:
-                RESULTS["encoder_compiled"] = {"error": repr(e)}
-            base._compiled_encoder = None
-            log(f"compiled encoder {RESULTS['encoder_compiled']}")
-            save(args.out)
+                RESULTS["encoder_compiled"] = {"error": repr(e)[:2000]}
+            if not compiled:
+                base._compiled_encoder = None
+            log(f"compiled encoder {RESULTS['encoder_compiled']} (used: {compiled})")
+            save()
+            if compiled:
+                for frames, per in measured.items():
+                    for b in list(per["encoder"]):
+                        if self.over_budget("compiled encoder sweep"):
+                            break
+                        feats = self.features(b, frames)
+                        per["encoder"][b], _ = timed(
+                            lambda f=feats, e=engines[frames]: e.encode(f), self.dev, repeat=3
+                        )
+                RESULTS["torch_encoder_compiled_sweep"] = {
+                    f: {b: round(s, 4) for b, s in per["encoder"].items()} for f, per in measured.items()
+                }
+                save()
+        # 4. Capacity: simulated sweep, then the real loop on the wall clock.
+        cap = RESULTS.setdefault(
+            "capacity", {"period_s": 5.0, "p95_limit_s": 1.5, "simulated": {}, "realtime": []}
+        )
+        name = f"torch_{self.args.dtype}{'_compiled' if compiled else ''}"
+        for frames, per in measured.items():
+            if not per["decoder"]:
+                continue
+            enc_pts, dec = ServiceTimes(per["encoder"]), per["decoder"]
+            top = max(dec)
 
-    # ---- capacity ------------------------------------------------------------------------------------
-    if "capacity" in phases:
-        cap: dict[str, Any] = {"period_s": 5.0, "p95_limit_s": 1.5, "simulated": {}, "realtime": []}
-        for (ct, frames), pts in ct2_times.items():
-            svc = ServiceTimes(pts)
-            n, _ = max_sessions(svc, svc.max_batch)
-            cap["simulated"][f"ct2_{ct}_{frames}"] = {
-                "max_sessions": n,
-                "at_max": simulate(n, svc, svc.max_batch).as_dict() if n else None,
-                "points": {b: round(s, 4) for b, s in pts.items()},
-            }
-        for frames, per in torch_times.items():
-            eng = engines[frames]
-            enc_pts = ServiceTimes(per["encoder"])
-            dec = per["decoder"]
-            measured = max(dec)
-
-            def svc_t(n: int, enc_pts: ServiceTimes = enc_pts, dec: dict[int, float] = dec) -> float:
+            def svc(n: int, enc_pts: ServiceTimes = enc_pts, dec: dict[int, float] = dec) -> float:
                 return enc_pts(n) + dec[min(b for b in dec if b >= n)]
 
-            n, _ = max_sessions(svc_t, measured)
-            cap["simulated"][f"torch_{args.dtype}_{frames}"] = {
+            n, _ = max_sessions(svc, top)
+            cap["simulated"][f"{name}_{frames}"] = {
                 "max_sessions": n,
-                "at_max": simulate(n, svc_t, measured).as_dict() if n else None,
-                "at_1000": simulate(1000, svc_t, measured).as_dict(),
+                "at_max": simulate(n, svc, top).as_dict() if n else None,
+                "at_1000": simulate(1000, svc, top).as_dict(),
             }
         log(f"simulated {json.dumps({k: v['max_sessions'] for k, v in cap['simulated'].items()})}")
-        RESULTS["capacity"] = cap
-        save(args.out)
+        save()
+        for frames, eng in engines.items():
+            key = f"{name}_{frames}"
+            if key not in cap["simulated"]:
+                continue
+            pool = self.features(eng.max_batch, frames)
 
-        # Wall-clock check of the real loop at the simulated N (and at 1000 sessions).
-        def torch_realtime(frames: int) -> None:
-            eng = engines[frames]
-            key = f"torch_{args.dtype}_{frames}"
-            targets = sorted({cap["simulated"][key]["max_sessions"], 1000} if frames == 3000 else {1000})
-            pool = features(eng.max_batch, frames)
+            def run(n: int, eng: ServingEngine = eng, pool: torch.Tensor = pool) -> None:
+                eng.run_batch(pool[:n], [self.prompt] * n)
 
-            def run_torch(n: int) -> None:
-                eng.run_batch(pool[:n], [prompt] * n)
-
-            for n in targets:
-                if n <= 0 or over_budget(f"realtime {key} N={n}"):
+            for n in sorted({cap["simulated"][key]["max_sessions"], 1000}):
+                if n <= 0 or self.over_budget(f"realtime {key} N={n}"):
                     continue
-                r = run_realtime(n, run_torch, eng.max_batch, duration_s=args.realtime_s)
+                r = run_realtime(n, run, eng.max_batch, duration_s=self.args.realtime_s)
                 cap["realtime"].append({"engine": key, **r.as_dict()})
                 log(f"realtime {key} {r.as_dict()}")
-                save(args.out)
+                save()
 
-        for frames in frames_list:
-            if frames in engines:
-                torch_realtime(frames)
-        if have_ct2 and ("int8_float16", 3000) in ct2_times and not over_budget("realtime ct2"):
-            # Give the torch engines' buffers back first: both engines at once need not fit.
-            engines.clear()
-            del base
-            if dev == "cuda":
-                torch.cuda.empty_cache()
-            model = ct2_model("int8_float16")
-            mb = max(ct2_times[("int8_float16", 3000)])
-            pool = features(mb, 3000)
-            n = cap["simulated"]["ct2_int8_float16_3000"]["max_sessions"]
 
-            def run_ct2(k: int) -> None:
-                ct2_generate(model, pool[:k], k)
-
-            if n > 0:
-                r = run_realtime(n, run_ct2, mb, duration_s=args.realtime_s)
-                cap["realtime"].append({"engine": "ct2_int8_float16_3000", **r.as_dict()})
-                log(f"realtime ct2 {r.as_dict()}")
-        save(args.out)
+def main() -> None:
+    global OUT_FILE
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=["ct2", "torch"], required=True)
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/asr_gpu_out")))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/asr_gpu_work"))
+    ap.add_argument("--smoke", action="store_true", help="tiny model, small batches: plumbing only")
+    ap.add_argument("--skip", default="", help="comma-separated steps to skip (correctness)")
+    ap.add_argument("--tokens", type=int, default=24, help="generated tokens per window (fixed budget)")
+    ap.add_argument("--check-windows", type=int, default=32)
+    ap.add_argument("--ct2-batches", default="16,32,64,128")
+    ap.add_argument("--torch-buckets", default="8,16,32,48,64,96,128,160,192")
+    ap.add_argument("--frames", default="3000,1000")
+    ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--compile", action="store_true", help="try a torch.compile'd encoder, keep it if faster")
+    ap.add_argument("--realtime-s", type=float, default=25.0)
+    ap.add_argument("--budget-s", type=float, default=400.0, help="skip remaining work past this")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    OUT_FILE = args.out / f"asr_gpu_{args.part}.json"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    bench = Bench(args)
+    RESULTS.update(
+        part=args.part,
+        device=bench.dev,
+        smoke=args.smoke,
+        dims=bench.dims.__dict__,
+        tokens_per_window=args.tokens,
+        env=environment(bench.dev),
+    )
+    log(f"env {RESULTS['env']}")
+    save()
+    try:
+        bench.ct2_part() if args.part == "ct2" else bench.torch_part()
+    except Exception:
+        RESULTS["fatal"] = traceback.format_exc()
+        save()
+        raise
     RESULTS["total_s"] = round(time.perf_counter() - T0, 1)
-    save(args.out)
+    save()
     log("done")
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        RESULTS["fatal"] = traceback.format_exc()
-        out = Path(os.environ.get("OUT", "/tmp/asr_gpu_out"))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "asr_gpu_bench.json").write_text(json.dumps(RESULTS, indent=1, default=str))
-        raise
+    main()

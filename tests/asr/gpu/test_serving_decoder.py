@@ -75,12 +75,16 @@ def test_encoder_matches_transformers(checkpoint: tuple[Path, Any], features: An
     assert torch.allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("language", ["pt", "en"])
+@pytest.mark.parametrize(
+    ("language", "cross_attention"), [("pt", "matmul"), ("en", "matmul"), ("pt", "sdpa")]
+)
 def test_fixed_budget_tokens_equal_transformers_generate(
-    checkpoint: tuple[Path, Any], features: Any, language: str
+    checkpoint: tuple[Path, Any], features: Any, language: str, cross_attention: str
 ) -> None:
     _, hf = checkpoint
     ours = ServingWhisper.from_hf_model(hf).eval()
+    ours.cross_attention = cross_attention
+    ours.steps_per_graph = 4  # 3 prompt steps + 10 new: three chunks and a one-step remainder
     prompt = S.sot_sequence(language)
     greedy = GreedyConfig(max_new_tokens=NEW, suppress_tokens=(S.eot,))
     mine = ours.transcribe_tokens(features, [prompt] * 4, greedy, early_stop=False)

@@ -30,9 +30,7 @@ class EngineConfig:
 
     @property
     def max_tokens(self) -> int:
-        steps = self.max_prompt_tokens - 1 + self.greedy.max_new_tokens
-        chunks = -(-steps // self.steps_per_graph)
-        return chunks * self.steps_per_graph + 1
+        return self.max_prompt_tokens + self.greedy.max_new_tokens
 
 
 class ServingEngine:
