@@ -440,8 +440,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--throughput", action="store_true", help="model cost per window by batch size")
     parser.add_argument("--wer-models", default="whisper/base,whisper/tiny.en", type=lambda v: v.split(","))
     parser.add_argument("--margin-frames", type=int, default=64)
+    parser.add_argument(
+        "--wer-configs",
+        default="pad30=30;b10=10,15,20,30;b5=5,10,15,20,30;b3=3,5,10,15,20,30",
+        help="name=buckets pairs separated by ';' for --wer",
+    )
     args = parser.parse_args(argv)
-    args.wer_buckets = {"pad30": "30", "b10": "10,15,20,30", "b5": "5,10,15,20,30", "b3": "3,5,10,15,20,30"}
+    args.wer_buckets = dict(item.split("=", 1) for item in args.wer_configs.split(";") if item.strip())
     if isinstance(sys.stdout, io.TextIOWrapper):
         sys.stdout.reconfigure(line_buffering=True)
     asyncio.run(wer_check(args) if args.wer else throughput(args) if args.throughput else capacity(args))
