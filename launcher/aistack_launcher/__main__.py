@@ -14,7 +14,7 @@ from aistack_kit.auth import generate_token
 from aistack_kit.config import ConfigError, Env, Mode
 
 from aistack_launcher.catalog import AUX_PROCESSES, SERVICES
-from aistack_launcher.plan import Plan, build_plan, select
+from aistack_launcher.plan import Kind, Plan, build_plan, select
 from aistack_launcher.supervisor import Supervisor
 
 
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         # A token file left by an earlier run would now be wrong.
         token_file.unlink(missing_ok=True)
-    helpers = [a.name for a in AUX_PROCESSES] + ["envoy"]
+    helpers = [p.name for p in plan.of_kind(Kind.AUX)] + ["envoy"]
     print(f"aistack: starting {', '.join(s.name for s in services)} (with {', '.join(helpers)})")
     supervisor = Supervisor(plan, run_dir, sys.stdout)
     return asyncio.run(supervisor.run(lambda: _banner(plan, token_file, tokens[0] if generated else None)))
