@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,11 @@ def test_missing_xtts_folder_is_named(tmp_path: Path) -> None:
     (missing / "config.json").write_text("{}")
     with pytest.raises(ConfigError, match=r"lacks model\.pth, vocab\.json"):
         TtsConfig.from_env(Env({"TTS_ENGINE": "xtts", "TTS_XTTS_MODEL_DIR": str(missing)}))
+    for name in ("model.pth", "vocab.json"):
+        (missing / name).write_bytes(b"")
+    if importlib.util.find_spec("TTS") is None:  # the default .venv: XTTS lives in its own environment
+        with pytest.raises(ConfigError, match="TTS_ENGINE=xtts needs coqui-tts"):
+            TtsConfig.from_env(Env({"TTS_ENGINE": "xtts", "TTS_XTTS_MODEL_DIR": str(missing)}))
 
 
 def test_bad_values_are_named() -> None:

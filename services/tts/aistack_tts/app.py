@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,11 @@ class TtsConfig:
             if missing:
                 raise ConfigError(
                     f"TTS_XTTS_MODEL_DIR={xtts_dir}: the XTTS-v2 folder lacks {', '.join(missing)}"
+                )
+            if importlib.util.find_spec("TTS") is None:
+                raise ConfigError(
+                    "TTS_ENGINE=xtts needs coqui-tts in this Python environment (requirements/optional/"
+                    "tts-xtts.txt; services/tts/setup_xtts_env.sh builds run/xtts-venv)"
                 )
         else:
             raw_piper = env.raw("TTS_PIPER_MODEL")
