@@ -47,6 +47,20 @@ SENTENCES = (
 )
 
 
+def page_text(number: int) -> str:
+    return "\n".join(SENTENCES[(number + line) % len(SENTENCES)] for line in range(30))
+
+
+def character_error_rate(hypothesis: str, reference: str) -> float:
+    previous = list(range(len(reference) + 1))
+    for i, char in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, ref_char in enumerate(reference, start=1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != ref_char)))
+        previous = current
+    return previous[-1] / max(len(reference), 1)
+
+
 def make_pdf(pages: int) -> bytes:
     """Full A4 pages at 150 dpi: 30 lines of 12 pt text each, margins of 1.5 cm."""
     font = ImageFont.truetype(FONT, 25)
@@ -54,8 +68,7 @@ def make_pdf(pages: int) -> bytes:
     for number in range(pages):
         image = Image.new("RGB", (1240, 1754), "white")
         draw = ImageDraw.Draw(image)
-        for line in range(30):
-            text = SENTENCES[(number + line) % len(SENTENCES)]
+        for line, text in enumerate(page_text(number).split("\n")):
             draw.text((90, 90 + line * 52), text, fill="black", font=font)
         images.append(image)
     buffer = io.BytesIO()
@@ -128,7 +141,8 @@ def main() -> int:
     pdf = make_pdf(args.pages)
     images = render(pdf)
     bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
-    print(f"machine: {machine()}", flush=True)
+    where = machine()
+    print(f"machine: {where}", flush=True)
     print(f"document: {args.pages} A4 pages at {DPI} dpi, 30 lines each, {len(pdf) // 1024} KiB", flush=True)
 
     reader = direct_reader(args.cuda)
@@ -197,13 +211,16 @@ def main() -> int:
         assert len(whole.pages) == args.pages
 
     pages = args.pages * args.rounds
-    results: dict[str, Any] = {"machine": machine(), "pages": pages, "cuda": args.cuda}
+    results: dict[str, Any] = {"machine": where, "pages": pages, "cuda": args.cuda}
     for name in METHODS:
         results[name] = {
             "pages_per_minute": round(60 * pages / wall[name], 2),
             "cpu_seconds_per_page": round(cpu[name] / pages, 2),
         }
     results["service_whole_document_pages_per_minute"] = round(60 * args.pages / document_seconds, 2)
+    # Speed means nothing if the text is wrong: the character error rate of that whole-document read.
+    errors = [character_error_rate(page.text, page_text(page.page_number - 1)) for page in whole.pages]
+    results["service_character_error_rate"] = round(sum(errors) / len(errors), 4)
     results["service_overhead_percent_wall"] = round(100 * (wall["service"] / wall["direct"] - 1), 1)
     results["service_overhead_percent_cpu"] = round(100 * (cpu["service"] / cpu["direct"] - 1), 1)
     for name in METHODS:
