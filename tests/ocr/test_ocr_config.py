@@ -2,7 +2,8 @@
 
 PaddleOCR's models cannot be had here (they live on hubs), so its adapter is tested as far as that
 honestly goes: the folder checks, the package check, and, where a Python with paddleocr 3.x is at hand
-(AISTACK_OCR_PADDLE_PYTHON), PaddleOCR itself accepting our arguments and failing on the fake weights.
+(AISTACK_OCR_PADDLE_PYTHON: paddleocr==3.7.0, paddlepaddle==3.3.1 and the kit's grpcio, grpcio-status,
+googleapis-common-protos), PaddleOCR itself accepting our arguments and failing on the fake weights.
 """
 
 from __future__ import annotations
@@ -145,7 +146,10 @@ def test_real_paddleocr_takes_our_arguments_and_fails_on_the_weights(tmp_path: P
     )
     done = subprocess.run(
         [PADDLE_PYTHON, "-c", script],
-        env={**os.environ, "PYTHONPATH": str(REPO / "services" / "ocr")},
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("services/ocr", "kit", "gen/python")),
+        },
         capture_output=True,
         text=True,
         timeout=300,

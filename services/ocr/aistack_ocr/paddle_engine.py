@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aistack_kit import errors
+from aistack_kit.logs import log_fields
 
 from aistack_ocr.engine import EngineInfo, EngineLine, EngineLoadError, EnginePage, Image
 from aistack_ocr.rapid_engine import rotate_clockwise
@@ -152,14 +154,14 @@ class PaddleOcrEngine:
                 f"PaddleOCR could not load the models in {settings.model_dir} "
                 f"(device {settings.device}, tensorrt {settings.use_tensorrt}): {exc}"
             ) from exc
-        logger.info("paddleocr loaded", extra={"fields": {"model_dir": str(settings.model_dir)}})
+        logger.info(
+            "paddleocr loaded", extra=log_fields(model_dir=str(settings.model_dir), device=settings.device)
+        )
 
     def read(self, image: Image, *, detect_rotation: bool) -> EnginePage:
         if self._ocr is None:
             raise EngineLoadError("PaddleOCR engine used before load()")
         if detect_rotation and not self._can_rotate:
-            from aistack_kit import errors
-
             raise errors.FailedPrecondition(
                 "rotation detection needs the orientation models "
                 f"{self._settings.doc_orientation_model} and {self._settings.textline_orientation_model} "
