@@ -16,6 +16,7 @@ Hallucination guards (Whisper's best-known failure is inventing text on silence 
 
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,10 +89,23 @@ class Transcript:
     regions: tuple[tuple[float, float], ...] = field(default=())
 
 
-class Transcriber(Protocol):
-    """Blocking whole-file transcription; callers run it off the event loop."""
+class TranscriptionStopped(Exception):
+    """The caller gave up (cancelled, deadline); raised at the next segment so the worker is freed."""
 
-    def transcribe(self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions) -> Transcript: ...
+
+class Transcriber(Protocol):
+    """Blocking whole-file transcription; callers run it off the event loop.
+
+    `stop`, when set, ends the work at the next segment with `TranscriptionStopped`.
+    """
+
+    def transcribe(
+        self,
+        model: LoadedModel,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        stop: threading.Event | None = None,
+    ) -> Transcript: ...
 
 
 class FasterWhisperTranscriber:
@@ -125,7 +139,13 @@ class FasterWhisperTranscriber:
                 size = end - start
         return groups
 
-    def transcribe(self, model: LoadedModel, audio: np.ndarray, options: TranscribeOptions) -> Transcript:
+    def transcribe(
+        self,
+        model: LoadedModel,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        stop: threading.Event | None = None,
+    ) -> Transcript:
         duration = audio.size / SAMPLE_RATE
         regions = self.speech_regions(audio) if options.vad_filter else [(0, audio.size)]
         language = options.language if model.multilingual else "en"
@@ -137,7 +157,7 @@ class FasterWhisperTranscriber:
             # Decoded text becomes the prompt of the next 30 s window only inside one long stretch of
             # speech; packed utterances (separated by pauses) never prompt each other.
             carry = len(group) == 1
-            found, info = self._decode(model, timeline.audio(audio), options, language, carry)
+            found, info = self._decode(model, timeline.audio(audio), options, language, carry, stop)
             if language is None:
                 # Detected once, on the first speech; later groups are decoded in the same language
                 # so that one noisy stretch cannot switch the transcript's language.
@@ -165,6 +185,7 @@ class FasterWhisperTranscriber:
         options: TranscribeOptions,
         language: str | None,
         carry: bool,
+        stop: threading.Event | None,
     ) -> tuple[list[Segment], _Info]:
         g = self._guards
         found, info = model.whisper.transcribe(
@@ -181,22 +202,27 @@ class FasterWhisperTranscriber:
             word_timestamps=options.word_timestamps,
             vad_filter=False,
         )
-        segments = [
-            Segment(
-                text=s.text.strip(),
-                start=float(s.start),
-                end=float(s.end),
-                avg_logprob=float(s.avg_logprob),
-                no_speech_prob=float(s.no_speech_prob),
-                compression_ratio=float(s.compression_ratio),
-                temperature=float(s.temperature or 0.0),
-                words=tuple(
-                    Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                    for w in (s.words or ())
-                ),
+        segments = []
+        # faster-whisper decodes lazily, window by window: checking between segments frees the worker
+        # soon after the caller is gone.
+        for s in found:
+            if stop is not None and stop.is_set():
+                raise TranscriptionStopped
+            segments.append(
+                Segment(
+                    text=s.text.strip(),
+                    start=float(s.start),
+                    end=float(s.end),
+                    avg_logprob=float(s.avg_logprob),
+                    no_speech_prob=float(s.no_speech_prob),
+                    compression_ratio=float(s.compression_ratio),
+                    temperature=float(s.temperature or 0.0),
+                    words=tuple(
+                        Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                        for w in (s.words or ())
+                    ),
+                )
             )
-            for s in found
-        ]
         return segments, _Info(info.language, float(info.language_probability))
 
     def fails_guards(self, segment: Segment) -> bool:

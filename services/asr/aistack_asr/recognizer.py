@@ -9,6 +9,7 @@ requests queue instead of oversubscribing the cores.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -172,9 +173,15 @@ class Recognizer:
             max_seconds=self._settings.max_audio_seconds,
         )
         loop = asyncio.get_running_loop()
-        transcript = await loop.run_in_executor(
-            self._pool, self._transcriber.transcribe, model, audio, options
-        )
+        stop = threading.Event()
+        try:
+            transcript = await loop.run_in_executor(
+                self._pool, self._transcriber.transcribe, model, audio, options, stop
+            )
+        except asyncio.CancelledError:
+            # The caller cancelled or its deadline passed: let the worker thread stop early.
+            stop.set()
+            raise
         elapsed = time.perf_counter() - started
         self._recent_seconds = 0.8 * self._recent_seconds + 0.2 * elapsed
         metrics.record(model.name, "unary", transcript.duration_seconds, elapsed)
