@@ -29,8 +29,9 @@ class ServiceEntry:
     affinity_header: str | None = None
     # Replicas started in embedded mode.
     replicas: int = 1
-    # Extra environment for the process (model choices and the like). `{aux[redis]}` in a value
-    # becomes that helper's port (it moves with AISTACK_PORT_OFFSET).
+    # Extra environment for the process (model choices and the like); a variable already set in the
+    # launcher's environment wins. `{aux[redis]}` in a value becomes that helper's port (it moves
+    # with AISTACK_PORT_OFFSET).
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,6 +85,12 @@ LLM = ServiceEntry(
     # The OpenAI-compatible surface (SSE streaming), served by the service's own HTTP server.
     http_prefixes=("/api/v1/chat/completions", "/api/v1/models", "/api/v1/embeddings"),
     http_port=8055,
+    # The llama-cpp helper's port moves with AISTACK_PORT_OFFSET.
+    env={
+        "AISTACK_LLM_UPSTREAMS": (
+            '{"llama-cpp": {"url": "http://127.0.0.1:{aux[llama-cpp]}/v1", "dialect": "llama-cpp"}}'
+        )
+    },
 )
 
 TTS = ServiceEntry(

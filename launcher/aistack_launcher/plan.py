@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
@@ -144,7 +145,11 @@ def build_plan(
         http_ports = replica_ports(entry, entry.http_port, port_offset)
         for index, grpc_port in enumerate(grpc_ports):
             env = {
-                **{key: _with_aux_ports(value, aux_ports) for key, value in entry.env.items()},
+                **{
+                    key: _with_aux_ports(value, aux_ports)
+                    for key, value in entry.env.items()
+                    if key not in os.environ
+                },
                 "AISTACK_GRPC_HOST": "127.0.0.1",
                 "AISTACK_GRPC_PORT": str(grpc_port),
                 "AISTACK_METRICS_PORT": str(metrics_ports[index]),
