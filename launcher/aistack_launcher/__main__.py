@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         port_offset = env.int("AISTACK_PORT_OFFSET", 0, minimum=0, maximum=20000)
-        services = select(SERVICES, [n for n in args.services.split(",") if n.strip()])
+        services = select(SERVICES, [n.strip() for n in args.services.split(",") if n.strip()])
         tokens, generated = _tokens(env)
         plan = build_plan(
             services,
