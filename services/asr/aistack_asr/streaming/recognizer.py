@@ -28,6 +28,7 @@ from aistack_kit.logs import log_fields
 from faster_whisper.tokenizer import _LANGUAGE_CODES
 from google.protobuf import duration_pb2
 
+from aistack_asr import metrics as asr_metrics
 from aistack_asr.audio import PcmDecoder
 from aistack_asr.streaming import metrics
 from aistack_asr.streaming.batcher import WindowBatcher
@@ -554,6 +555,7 @@ class _Session:
             )
             looping = output.compression_ratio > self.s.compression_ratio_threshold or _repeats(output.text)
         self.transcript.model_seconds += output.model_seconds
+        asr_metrics.record(self.model.name, "streaming", audio.size / SAMPLE_RATE, output.model_seconds)
         if looping or not output.text:
             self.carried = []
         else:
