@@ -331,4 +331,3 @@ class ModelRegistry:
 
     async def close(self) -> None:
         self._loaded.clear()
-
