@@ -80,3 +80,39 @@ async def test_shutdown_ends_open_sessions(server: RunningServer) -> None:
         assert kinds(events)[-1] == "session_ended"
         assert events[-1].session_ended.reason == pb.SESSION_END_REASON_SERVER_SHUTDOWN
     assert recognizer.active_sessions == 0
+
+
+async def test_a_slow_reader_does_not_stall_other_sessions(server: RunningServer) -> None:
+    registry = server.capability.registry  # type: ignore[attr-defined]
+    # A tiny event queue, and short windows so the stalled session has more events than fit in it.
+    recognizer = StreamingRecognizer(registry, StreamingSettings(output_queue_size=4))
+    await recognizer.start()
+    samples, rate = wav_samples(espeak_wav(TEXT))
+    gap = np.zeros(rate // 2, dtype="<i2")
+    long_audio = np.concatenate([samples, gap] * 4).astype("<i2").tobytes()
+
+    async def requests(audio: bytes) -> AsyncIterator[pb.StreamingRecognizeRequest]:
+        yield config(rate=rate, batch_window=1.0, max_batch_window=2.0, interim=True)
+        for offset in range(0, len(audio), 4410):
+            yield pb.StreamingRecognizeRequest(audio_content=audio[offset : offset + 4410])
+            await asyncio.sleep(0)
+
+    stalled = recognizer.recognize(requests(long_audio), None)
+    try:
+        first = await anext(stalled)  # session_started, then this reader stops reading
+        assert first.WhichOneof("event") == "session_started"
+        await asyncio.sleep(1.0)
+        started = asyncio.get_running_loop().time()
+        events = await asyncio.wait_for(collect(recognizer, requests(samples.tobytes())), 30)
+        assert kinds(events)[-1] == "session_ended"
+        assert wer(TEXT, " ".join(e.batch_processed.text for e in events if e.batch_processed.text)) <= 0.3
+        assert asyncio.get_running_loop().time() - started < 15
+        assert recognizer.active_sessions == 1  # the stalled one is still open, waiting for its reader
+        # Its reader comes back: nothing was lost while it waited.
+        rest = [event async for event in stalled]
+        texts = [e.batch_processed.text for e in rest if e.WhichOneof("event") == "batch_processed"]
+        assert len(texts) >= 4
+        assert kinds(rest)[-2:] == ["final_summary", "session_ended"]
+    finally:
+        await stalled.aclose()
+        await recognizer.close()

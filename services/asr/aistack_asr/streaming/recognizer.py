@@ -546,9 +546,10 @@ class _Session:
             )
         )
         looping = output.compression_ratio > self.s.compression_ratio_threshold or _repeats(output.text)
-        if looping and prompt:
-            # A loop fed by the prompt: decode again without it.
-            logger.info("repetition loop; prompt reset", extra=log_fields(session_id=self.config.session_id))
+        if (looping or not output.text) and prompt:
+            # The prompt fed a loop, or made the decoder stop at once on speech VAD heard (a known
+            # Whisper failure with prompts on short windows): decode again without it.
+            logger.info("prompt reset", extra=log_fields(session_id=self.config.session_id, looping=looping))
             self.carried = []
             output = await self.batcher.submit(
                 DecodeRequest(audio=audio, language=self.config.language, want_words=self.config.want_words)
