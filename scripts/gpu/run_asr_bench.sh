@@ -28,6 +28,7 @@ mkdir -p /tmp/asrpath/aistack_asr
 : >/tmp/asrpath/aistack_asr/__init__.py
 ln -sfn "$PWD/services/asr/aistack_asr/gpu" /tmp/asrpath/aistack_asr/gpu
 export PYTHONPATH=/tmp/asrpath:/tmp/site:${PYTHONPATH:-}
+export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 rc=0
 for part in ${ASR_PARTS:-torch ct2}; do

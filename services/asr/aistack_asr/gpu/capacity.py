@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -181,6 +182,68 @@ def run_realtime(
         batches.append(j - i)
         lat.extend(done - r for r in ready[i:j] if r >= warmup_s)
         i = j
+    total = time.perf_counter() - start
+    return LoadResult(
+        sessions,
+        len(lat),
+        percentile(lat, 50),
+        percentile(lat, 95),
+        max(lat, default=float("nan")),
+        sum(batches) / max(1, len(batches)),
+        busy / total,
+    )
+
+
+def run_realtime_pipelined(
+    sessions: int,
+    submit: Callable[[int], None],
+    wait_encoded: Callable[[], None],
+    finish: Callable[[], None],
+    max_batch: int,
+    period_s: float = 5.0,
+    duration_s: float = 30.0,
+    warmup_s: float = 10.0,
+    grace_s: float = 10.0,
+) -> LoadResult:
+    """The serving loop with two batches in flight (`aistack_asr.gpu.engine.Pipeline`).
+
+    Each turn launches the encoder for whatever is ready (`submit(n)`) and then decodes the oldest batch
+    in flight (`finish()`), which overlaps with that encoder. A batch alone in flight first waits for its
+    own encoder (`wait_encoded()`: its decode could not start sooner anyway); what arrived meanwhile
+    becomes the next batch, whose encoder then overlaps this batch's decode.
+    """
+    ready = arrivals(sessions, period_s, duration_s)
+    start = time.perf_counter()
+    i, busy = 0, 0.0
+    lat: list[float] = []
+    batches: list[int] = []
+    flight: deque[tuple[int, int]] = deque()
+    while i < len(ready) or flight:
+        now = time.perf_counter() - start
+        if now > duration_s + grace_s:
+            lat.extend(math.inf for r in ready[i:] if r >= warmup_s)
+            for a, b in flight:
+                lat.extend(math.inf for r in ready[a:b] if r >= warmup_s)
+            break
+        t0 = time.perf_counter()
+        j = min(bisect.bisect_right(ready, now, lo=i), i + max_batch)
+        submitted = j > i
+        if submitted:
+            submit(j - i)
+            flight.append((i, j))
+            batches.append(j - i)
+            i = j
+        if len(flight) >= 2 or (flight and not submitted):
+            a, b = flight.popleft()
+            finish()
+            done = time.perf_counter() - start
+            lat.extend(done - r for r in ready[a:b] if r >= warmup_s)
+        elif flight:
+            wait_encoded()
+        else:
+            time.sleep(max(0.0, ready[i] - (time.perf_counter() - start)))
+            continue
+        busy += time.perf_counter() - t0
     total = time.perf_counter() - start
     return LoadResult(
         sessions,

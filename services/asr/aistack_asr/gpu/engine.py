@@ -9,6 +9,7 @@ decoder on the smallest bucket that holds them (padding slots cost little there)
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -83,3 +84,46 @@ class ServingEngine:
         self, features: Tensor, prompts: Sequence[Sequence[int]], early_stop: bool = True
     ) -> list[list[int]]:
         return self.decode(self.encode(features), prompts, early_stop=early_stop)
+
+
+class Pipeline:
+    """Two batches in flight: batch k+1's encoder runs on a side stream while batch k decodes.
+
+    The encoder is bound by arithmetic (large GEMMs), the graph-replayed decoder by memory bandwidth and
+    launch latency (cross-attention K/V reads, one-row GEMMs), so the two overlap on one GPU. `submit`
+    only launches work; `finish` decodes the oldest submitted batch and returns its tokens. On CPU the
+    same calls run one after the other.
+    """
+
+    def __init__(self, engine: ServingEngine) -> None:
+        self.engine = engine
+        cuda = engine.model.decoder.embed_tokens.weight.is_cuda
+        self._stream = torch.cuda.Stream() if cuda else None  # type: ignore[no-untyped-call]
+        self._queue: deque[tuple[Tensor, list[list[int]], torch.cuda.Event | None]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, features: Tensor, prompts: Sequence[Sequence[int]]) -> None:
+        if self._stream is None:
+            self._queue.append((self.engine.encode(features), [list(p) for p in prompts], None))
+            return
+        main = torch.cuda.current_stream()
+        self._stream.wait_stream(main)  # the features were written on the main stream
+        with torch.cuda.stream(self._stream):
+            encoded = self.engine.encode(features)
+            done = torch.cuda.Event()
+            done.record(self._stream)
+        encoded.record_stream(main)  # freed only once the main stream's decode has used it
+        self._queue.append((encoded, [list(p) for p in prompts], done))
+
+    def wait_encoded(self) -> None:
+        """Block until the newest batch's encoder is done (no-op on CPU)."""
+        if self._queue and self._queue[-1][2] is not None:
+            self._queue[-1][2].synchronize()
+
+    def finish(self, early_stop: bool = True) -> list[list[int]]:
+        encoded, prompts, done = self._queue.popleft()
+        if done is not None:
+            torch.cuda.current_stream().wait_event(done)
+        return self.engine.decode(encoded, prompts, early_stop=early_stop)

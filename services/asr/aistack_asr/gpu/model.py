@@ -223,7 +223,7 @@ class ServingWhisper(nn.Module):
         self.use_cuda_graphs = True
         self._graph_pool: Any = None
         self._compiled_encoder: Any = None
-        self.cross_attention = "matmul"
+        self.cross_attention = "sdpa"
 
     # ---- loading -------------------------------------------------------------------------------------
 
@@ -330,7 +330,8 @@ class ServingWhisper(nn.Module):
 
         "sdpa" lets PyTorch pick a fused kernel; those tile queries by 64-128 rows, so with one query a
         tile is mostly padding. "matmul" is two batched GEMVs around a float32 softmax: it reads K and V
-        once and does no wasted arithmetic. Which is faster is measured (bench/asr/gpu).
+        once and does no wasted arithmetic. Measured on an H100 (medium, 30 s windows, batch 192), the
+        fused kernel still wins (15.8 vs 21.2 ms a step), so "sdpa" is the default.
         """
         if self.cross_attention == "sdpa":
             return F.scaled_dot_product_attention(q, k, v)
