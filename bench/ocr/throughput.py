@@ -226,8 +226,12 @@ def main() -> int:
     for name in METHODS:
         rate, seconds = results[name]["pages_per_minute"], results[name]["cpu_seconds_per_page"]
         print(f"{name:8} {rate:7.2f} pages/min  {seconds:6.2f} CPU s/page")
+    whole_rate, error_rate = (
+        results["service_whole_document_pages_per_minute"],
+        results["service_character_error_rate"],
+    )
     print(
-        f"service, whole document in one call: {results['service_whole_document_pages_per_minute']} pages/min"
+        f"service, whole document in one call: {whole_rate} pages/min; character error rate {error_rate:.2%}"
     )
     print(
         f"service overhead vs direct: wall {results['service_overhead_percent_wall']:+.1f} %, "
