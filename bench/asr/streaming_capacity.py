@@ -8,9 +8,12 @@ and on the client (from sending the chunk that holds the window's end to receivi
 largest N whose p95 stays within `--target-p95` is the capacity.
 
     .venv/bin/python bench/asr/streaming_capacity.py --model whisper/base --sessions 10,20,30,40
-    # a custom CTranslate2 folder (e.g. a Whisper-medium-shaped model on an H100):
-    .venv/bin/python bench/asr/streaming_capacity.py --model-path /models/medium-ct2 --device cuda \\
-        --compute-type int8_float16 --sessions 200,400,800,1000 --max-batch 128
+    # a custom CTranslate2 folder (e.g. a Whisper-medium-shaped model with random weights on an H100:
+    # fix the token budget and drop the prompt, whose loop retries would double the work on noise text;
+    # with hundreds of sessions use larger chunks, as one Python process also plays every client):
+    .venv/bin/python bench/asr/streaming_capacity.py --model whisper/medium --model-path /models/medium-ct2 \\
+        --device cuda --compute-type int8_float16 --sessions 200,400,800,1000 --max-batch 128 \\
+        --max-new-tokens 24 --prompt-tokens 0 --chunk-ms 500
 
 WER (`--wer`): window-length clips (two sentences, 4 to 9 s) decoded by the streaming decoder with the
 encoder input padded to 30 s and with shorter length buckets; prints WER per voice and time per window.
@@ -153,6 +156,8 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         "AISTACK_ASR_STREAM_MAX_BATCH_WAIT_MS": str(args.max_wait_ms),
         "AISTACK_ASR_STREAM_ENCODER_BUCKETS": args.buckets,
         "AISTACK_ASR_STREAM_IDLE_TIMEOUT_SECONDS": "60",
+        "AISTACK_ASR_STREAM_MAX_NEW_TOKENS": str(args.max_new_tokens),
+        "AISTACK_ASR_STREAM_PROMPT_MAX_TOKENS": str(args.prompt_tokens),
     }
     if args.cpu_threads:
         env["AISTACK_ASR_CPU_THREADS"] = str(args.cpu_threads)
@@ -434,6 +439,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=50.0)
     parser.add_argument("--buckets", default="10,15,20,30", help="encoder buckets in seconds, or off (30 s)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=128, help="token budget per window (fix it for random weights)"
+    )
+    parser.add_argument(
+        "--prompt-tokens", type=int, default=64, help="carried prompt; 0 for random weights (no loop retries)"
+    )
     parser.add_argument("--target-p95", type=float, default=2.0)
     parser.add_argument("--stop-after-fail", action="store_true")
     parser.add_argument("--wer", action="store_true", help="run the encoder-bucket WER check instead")

@@ -242,3 +242,26 @@ async def test_cli_streams_a_file(
     assert kinds[0] == "session_started" and kinds[-2:] == ["final_summary", "session_ended"], kinds
     assert len(events[0]["session_started"]["sessionId"]) == 32  # the CLI's fresh uuid per session
     assert wer(text, events[-2]["final_summary"]["text"]) <= 0.3
+
+
+async def test_silence_and_noise_produce_no_text(stub: pb_grpc.AsrServiceStub) -> None:
+    text = EN[2][0]
+    rng = np.random.default_rng(7)
+
+    def noise(seconds: float) -> np.ndarray:
+        # Faint hiss, as an open line sounds between utterances.
+        return (rng.normal(0, 0.003, int(seconds * RATE)) * 32767).astype("<i2")
+
+    sentence = speech(text)
+    audio = np.concatenate([noise(7.0), sentence, noise(7.0)]).astype("<i2")
+    stream = await run_stream(
+        stub, [config(rate=RATE, model="whisper/base"), *chunks(audio.tobytes(), RATE // 5 * 2)]
+    )
+    check_stream(stream)
+    assert wer(text, stream.text) <= 0.3, stream.text
+    speech_start, speech_end = 7.0, 7.0 + sentence.size / RATE
+    for window in stream.windows:
+        # Only the window holding the sentence has text: none is invented for the noise around it.
+        assert seconds(window.start_offset) < speech_end and seconds(window.end_offset) > speech_start
+        for segment in window.segments:
+            assert speech_start - 1.0 <= seconds(segment.start_offset) <= speech_end + 1.0
