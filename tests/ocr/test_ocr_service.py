@@ -59,7 +59,7 @@ async def channel(server: RunningServer) -> AsyncIterator[grpc.aio.Channel]:
 
 @pytest.fixture(scope="module")
 def stub(channel: grpc.aio.Channel) -> pb_grpc.OcrServiceAsyncStub:
-    return pb_grpc.OcrServiceAsyncStub(channel)
+    return pb_grpc.OcrServiceStub(channel)
 
 
 async def recognize(stub: pb_grpc.OcrServiceAsyncStub, content: bytes, **config: Any) -> pb.RecognizeResponse:
