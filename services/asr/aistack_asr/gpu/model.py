@@ -240,6 +240,9 @@ class ServingWhisper(nn.Module):
         }
         model.encoder.load_state_dict(enc, strict=True)
         model.decoder.load_state_dict(dec, strict=True)
+        # Serving only: no autograd state anywhere (an encoder call outside inference mode would otherwise
+        # keep every layer's activations for a backward pass that never comes).
+        model.requires_grad_(False)
         proj = state.get("proj_out.weight")
         if proj is not None and not torch.equal(proj, model.decoder.embed_tokens.weight):
             raise ValueError("proj_out is not tied to the token embedding; not a Whisper checkpoint")
@@ -257,7 +260,8 @@ class ServingWhisper(nn.Module):
 
     def encode(self, features: Tensor) -> Tensor:
         fn = self._compiled_encoder or self.encoder
-        out: Tensor = fn(features.to(self.decoder.embed_tokens.weight.dtype))
+        with torch.inference_mode():
+            out: Tensor = fn(features.to(self.decoder.embed_tokens.weight.dtype))
         return out
 
     def compile_encoder(self, dynamic: bool = True) -> None:
