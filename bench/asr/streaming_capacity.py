@@ -161,6 +161,8 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
     }
     if args.cpu_threads:
         env["AISTACK_ASR_CPU_THREADS"] = str(args.cpu_threads)
+    if args.workers:
+        env["AISTACK_ASR_WORKERS"] = str(args.workers)
     if args.model_path:
         env["AISTACK_ASR_MODELS"] = json.dumps({args.model: {"path": args.model_path, "multilingual": True}})
     env["AISTACK_ASR_DEFAULT_MODEL"] = args.model
@@ -251,6 +253,7 @@ async def capacity(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     print(
         f"model {args.model} ({args.model_path or 'registry'}) device {args.device} {args.compute_type}, "
+        f"threads {args.cpu_threads or 'all'} x workers {args.workers or 1}, "
         f"buckets {args.buckets}, max batch {args.max_batch}, wait {args.max_wait_ms} ms, "
         f"window {args.window}-{args.max_window} s, chunks {args.chunk_ms} ms, {args.seconds} s per level, "
         f"speech loop {loop_audio.size / RATE:.1f} s ({args.voice} {args.language})",
@@ -429,6 +432,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--compute-type", default="int8")
     parser.add_argument("--cpu-threads", type=int, default=0)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="batches decoded at once (AISTACK_ASR_WORKERS)"
+    )
     parser.add_argument("--sessions", default="10,20,30,40", type=lambda v: [int(x) for x in v.split(",")])
     parser.add_argument("--seconds", type=float, default=40.0, help="audio each session streams per level")
     parser.add_argument("--window", type=float, default=5.0)

@@ -42,6 +42,7 @@ class WindowBatcher:
         *,
         max_batch_size: int,
         max_wait_seconds: float,
+        workers: int = 1,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.decoder = decoder
@@ -53,8 +54,14 @@ class WindowBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self._on_batch = on_batch
-        self._thread = threading.Thread(target=self._run, name=f"asr-batcher-{self.model_name}", daemon=True)
-        self._thread.start()
+        # More than one worker only pays off when the model runs batches in parallel (CTranslate2
+        # inter_threads, AISTACK_ASR_WORKERS); otherwise CTranslate2 queues the calls.
+        self._threads = [
+            threading.Thread(target=self._run, name=f"asr-batcher-{self.model_name}-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def pending(self) -> int:
@@ -75,7 +82,8 @@ class WindowBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
 
     def _take_batch(self) -> list[_Job] | None:
         with self._cond:

@@ -110,7 +110,11 @@ def _bucket_frames(content_frames: int, buckets_frames: Sequence[int], margin_fr
 
 
 class WindowDecoder:
-    """Greedy, batched decoding of windows for one loaded model. Not thread-safe: one caller at a time."""
+    """Greedy, batched decoding of windows for one loaded model.
+
+    Safe for concurrent callers (the batcher's workers): CTranslate2 calls are, the feature extractor
+    keeps no per-call state, and the caches filled here only ever get equal values.
+    """
 
     def __init__(
         self,

@@ -164,7 +164,10 @@ class StreamingRecognizer:
                 log_prob_threshold=s.log_prob_threshold,
             )
             batcher = WindowBatcher(
-                decoder, max_batch_size=s.max_batch_size, max_wait_seconds=s.max_batch_wait_seconds
+                decoder,
+                max_batch_size=s.max_batch_size,
+                max_wait_seconds=s.max_batch_wait_seconds,
+                workers=s.workers,
             )
             self._batchers[model.name] = batcher
         return batcher

@@ -40,6 +40,8 @@ class StreamingSettings:
     # Batcher: most windows per CTranslate2 call, and how long the first window waits for company.
     max_batch_size: int = 16
     max_batch_wait_seconds: float = 0.05
+    # Batches decoded at once per model; matches the model's parallel workers (AISTACK_ASR_WORKERS).
+    workers: int = 1
     # Encoder input lengths (seconds): a window is padded to the smallest bucket that holds it plus
     # `encoder_margin_frames`; (30,) is faithful padded-30 s decoding. Default measured (docs/asr.md).
     encoder_buckets_seconds: tuple[float, ...] = (10.0, 15.0, 20.0, 30.0)
@@ -80,6 +82,9 @@ class StreamingSettings:
             default_batch_window_seconds=batch,
             default_max_batch_window_seconds=max_batch,
             max_batch_size=env.int(f"{p}MAX_BATCH_SIZE", 16, minimum=1, maximum=1024),
+            workers=env.int(
+                f"{p}WORKERS", env.int("AISTACK_ASR_WORKERS", 1, minimum=1), minimum=1, maximum=64
+            ),
             max_batch_wait_seconds=env.float(f"{p}MAX_BATCH_WAIT_MS", 50.0, minimum=0.0, maximum=10_000.0)
             / 1000.0,
             encoder_buckets_seconds=_buckets(env, f"{p}ENCODER_BUCKETS", "10,15,20,30"),
