@@ -161,7 +161,7 @@ class OpenAIHttpApi:
         body = await _json_body(request)
         chat = _chat_request(body)
         if not _optional(body, "stream", bool, False):
-            result = await self._service.chat(chat)
+            result = await self._service.chat(chat, _deadline(request))
             return JSONResponse(
                 {
                     "id": result.id,
@@ -202,7 +202,7 @@ class OpenAIHttpApi:
         encoding = _optional(body, "encoding_format", str, "float")
         if encoding not in ("float", "base64"):
             raise _bad_field("encoding_format", f"must be float or base64, got {encoding!r}")
-        result = await self._service.embed(_optional(body, "model", str, ""), texts)
+        result = await self._service.embed(_optional(body, "model", str, ""), texts, _deadline(request))
         data = [
             {
                 "object": "embedding",
@@ -320,6 +320,15 @@ async def _sse_events(
 
 
 # -- request parsing -----------------------------------------------------------------------------
+
+
+def _deadline(request: Request) -> float | None:
+    """Seconds the caller still waits: Envoy sends its route timeout as x-envoy-expected-rq-timeout-ms."""
+    value = request.headers.get("x-envoy-expected-rq-timeout-ms")
+    try:
+        return int(value) / 1000 if value else None
+    except ValueError:
+        return None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
