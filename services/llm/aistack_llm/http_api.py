@@ -323,7 +323,7 @@ async def _sse_events(
 
 
 def _deadline(request: Request) -> float | None:
-    """Seconds the caller still waits: Envoy sends its route timeout as x-envoy-expected-rq-timeout-ms."""
+    """Seconds the caller still waits, from x-envoy-expected-rq-timeout-ms (Envoy, internal requests)."""
     value = request.headers.get("x-envoy-expected-rq-timeout-ms")
     try:
         return int(value) / 1000 if value else None
