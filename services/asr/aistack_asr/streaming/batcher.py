@@ -22,7 +22,7 @@ from aistack_kit.errors import Unavailable
 from aistack_kit.logs import log_fields
 
 from aistack_asr.streaming import metrics
-from aistack_asr.streaming.decoder import DecodeRequest, WindowDecoder, WindowOutput
+from aistack_asr.streaming.decoder import BatchDecoder, DecodeRequest, WindowOutput
 
 logger = logging.getLogger("aistack.asr.streaming")
 
@@ -38,7 +38,7 @@ class _Job:
 class WindowBatcher:
     def __init__(
         self,
-        decoder: WindowDecoder,
+        decoder: BatchDecoder,
         *,
         max_batch_size: int,
         max_wait_seconds: float,

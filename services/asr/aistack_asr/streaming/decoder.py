@@ -101,6 +101,24 @@ class WindowOutput:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+class BatchDecoder(Protocol):
+    """What a batcher runs: many windows in, their transcripts out, blocking, on the batcher's thread.
+
+    `WindowDecoder` (CTranslate2) is the one here; a GPU serving engine can stand behind the same call.
+    """
+
+    @property
+    def model(self) -> WhisperModelLike: ...
+
+    def encode_text(self, text: str) -> tuple[int, ...]:
+        """Token ids of prompt text."""
+        ...
+
+    def decode(self, requests: Sequence[DecodeRequest]) -> list[WindowOutput]:
+        """Transcripts in request order."""
+        ...
+
+
 def _bucket_frames(content_frames: int, buckets_frames: Sequence[int], margin_frames: int) -> int:
     needed = content_frames + margin_frames
     for bucket in buckets_frames:
