@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import ocr_testkit as kit
 import pytest
 from aistack_kit import errors
@@ -151,3 +153,25 @@ def test_limits_are_checked_before_decoding() -> None:
     with pytest.raises(errors.InvalidArgument) as too_many:
         open_document(tiff, "image/tiff", PageRequest(), Limits(max_pages=3))
     assert too_many.value.reason == "TOO_MANY_PAGES"
+
+
+def test_owner_password_only_pdf_is_read_and_user_password_is_refused() -> None:
+    from reportlab.lib import pdfencrypt  # type: ignore[import-untyped]
+    from reportlab.pdfgen import canvas  # type: ignore[import-untyped]
+
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, encrypt=pdfencrypt.StandardEncryption("", ownerPassword="dono", canPrint=0))
+    pdf.drawString(72, 700, "Somente leitura aqui")
+    pdf.showPage()
+    pdf.save()
+    document = open_document(buffer.getvalue(), "", PageRequest(), Limits())
+    try:
+        page = document.page(1)
+        assert page.text_lines is not None and [line.text for line in page.text_lines] == [
+            "Somente leitura aqui"
+        ]
+    finally:
+        document.close()
+    with pytest.raises(errors.InvalidArgument) as caught:
+        open_document(kit.text_pdf([["segredo"]], encrypt="s3nha"), "", PageRequest(), Limits())
+    assert caught.value.reason == "PDF_ENCRYPTED"
