@@ -301,6 +301,12 @@ async def _sse_events(
         # Headers are gone already: the error travels as a last event (the openai client raises it).
         yield event(error_body(exc)[1])
         return
+    except Exception:
+        logger.exception("stream %s failed", first.id)
+        yield event(
+            error_body(errors.AistackError(f"internal error in stream {first.id}", reason="INTERNAL"))[1]
+        )
+        return
     if include_usage and last.usage is not None:
         yield event(
             {
