@@ -98,3 +98,43 @@ def multipart(fields: Sequence[tuple[str, str]], file: tuple[str, str, bytes], b
     )
     chunks.append(f"--{boundary}--\r\n".encode())
     return b"".join(chunks)
+
+
+def paddlex_onnx_models(dest: Path) -> tuple[str, str]:
+    """PaddleX model folders (PaddleOCR 3.x layout, onnxruntime engine) made from the PP-OCRv6 small ONNX
+    files that the rapidocr wheel ships: `inference.onnx` plus the `inference.yml` PaddleX reads (the
+    recognizer's character list comes from the ONNX metadata). Returns the det and rec model names."""
+    import onnxruntime
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+    from aistack_ocr.rapid_engine import SHIPPED_MODELS, shipped_model_dir
+
+    det, rec = "PP-OCRv6_small_det", "PP-OCRv6_small_rec"
+    for name, role in ((det, "det"), (rec, "rec")):
+        (dest / name).mkdir(parents=True)
+        (dest / name / "inference.onnx").symlink_to(shipped_model_dir() / SHIPPED_MODELS[role][0])
+    det_config = {
+        "Global": {"model_name": det},
+        "PreProcess": {
+            "transform_ops": [
+                {"DetResizeForTest": {"limit_side_len": 736, "limit_type": "min"}},
+                {"NormalizeImage": {"mean": [0.5] * 3, "std": [0.5] * 3, "scale": 1 / 255, "order": "hwc"}},
+                {"ToCHWImage": None},
+            ]
+        },
+        "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.5, "unclip_ratio": 1.6},
+    }
+    session = onnxruntime.InferenceSession(str(dest / rec / "inference.onnx"))
+    characters = session.get_modelmeta().custom_metadata_map["character"].splitlines()
+    rec_config = {
+        "Global": {"model_name": rec},
+        "PreProcess": {
+            "transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+            ]
+        },
+        "PostProcess": {"name": "CTCLabelDecode", "character_dict": characters},
+    }
+    (dest / det / "inference.yml").write_text(yaml.safe_dump(det_config))
+    (dest / rec / "inference.yml").write_text(yaml.safe_dump(rec_config, allow_unicode=True))
+    return det, rec

@@ -1,9 +1,5 @@
 """Start-up configuration: bad settings and missing models stop the service with a message naming them.
-
-PaddleOCR's models cannot be had here (they live on hubs), so its adapter is tested as far as that
-honestly goes: the folder checks, the package check, and, where a Python with paddleocr 3.x is at hand
-(AISTACK_OCR_PADDLE_PYTHON: paddleocr==3.7.0, paddlepaddle==3.3.1 and the kit's grpcio, grpcio-status,
-googleapis-common-protos), PaddleOCR itself accepting our arguments and failing on the fake weights.
+(PaddleOCR itself, where a Python with it is at hand: test_ocr_paddle.py.)
 """
 
 from __future__ import annotations
@@ -12,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -22,7 +17,6 @@ from aistack_ocr.engine import EngineLoadError
 from aistack_ocr.paddle_engine import PaddleOcrEngine
 from aistack_ocr.rapid_engine import SHIPPED_MODELS, RapidOcrEngine, RapidOcrSettings, shipped_model_dir
 
-REPO = Path(__file__).resolve().parents[2]
 DET, REC = "PP-OCRv6_medium_det", "PP-OCRv6_medium_rec"
 
 
@@ -120,47 +114,6 @@ def test_rapidocr_refuses_a_model_file_it_did_not_ship(tmp_path: Path) -> None:
     rec.write_bytes(rec.read_bytes()[:-1] + b"\x00")
     with pytest.raises(EngineLoadError, match="SHA-256"):
         RapidOcrEngine(RapidOcrSettings(model_dir=tmp_path)).load()
-
-
-PADDLE_PYTHON = os.environ.get("AISTACK_OCR_PADDLE_PYTHON", "/tmp/paddle-venv/bin/python")
-
-
-@pytest.mark.skipif(
-    not Path(PADDLE_PYTHON).is_file(), reason="no Python with paddleocr (AISTACK_OCR_PADDLE_PYTHON)"
-)
-def test_real_paddleocr_takes_our_arguments_and_fails_on_the_weights(tmp_path: Path) -> None:
-    _fake_model(tmp_path / DET)
-    _fake_model(tmp_path / REC)
-    script = textwrap.dedent(
-        f"""
-        from pathlib import Path
-        from aistack_ocr.engine import EngineLoadError
-        from aistack_ocr.paddle_engine import PaddleOcrEngine, PaddleOcrSettings
-        settings = PaddleOcrSettings(model_dir=Path({str(tmp_path)!r}), device="cpu", use_tensorrt=False)
-        engine = PaddleOcrEngine(settings)
-        try:
-            engine.load()
-        except EngineLoadError as exc:
-            print("LOAD-ERROR", exc)
-        """
-    )
-    done = subprocess.run(
-        [PADDLE_PYTHON, "-c", script],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("services/ocr", "kit", "gen/python")),
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    out = done.stdout + done.stderr
-    # PaddleOCR 3.x accepted every argument (an unknown one is a ValueError before any model is read) and
-    # stopped at the fake weights, inside the folder we named.
-    assert "LOAD-ERROR PaddleOCR could not load the models in" in out, out[-2000:]
-    assert "Unknown argument" not in out
-    assert f"Creating model: ('{DET}', '{tmp_path / DET}'" in out
 
 
 def test_paddle_engine_identity() -> None:

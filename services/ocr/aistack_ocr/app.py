@@ -14,7 +14,7 @@ from aistack_kit.server import Capability
 
 from aistack_ocr.documents import Limits
 from aistack_ocr.engine import EngineLoadError, OcrEngine
-from aistack_ocr.paddle_engine import PaddleOcrEngine, PaddleOcrSettings
+from aistack_ocr.paddle_engine import INFERENCE_ENGINES, PaddleOcrEngine, PaddleOcrSettings
 from aistack_ocr.pipeline import OcrPipeline, PipelineSettings, normalize_languages
 from aistack_ocr.rapid_engine import RapidOcrEngine, RapidOcrSettings
 from aistack_ocr.servicer import OcrServicer
@@ -81,6 +81,7 @@ class OcrSettings:
                 "AISTACK_OCR_PADDLE_DOC_ORIENTATION_MODEL", PaddleOcrSettings.doc_orientation_model
             ),
             device=env.str("AISTACK_OCR_PADDLE_DEVICE", "gpu:0"),
+            inference_engine=env.choice("AISTACK_OCR_PADDLE_INFERENCE_ENGINE", "", INFERENCE_ENGINES),
             use_tensorrt=env.bool("AISTACK_OCR_PADDLE_TENSORRT", True),
             precision=env.choice("AISTACK_OCR_PADDLE_PRECISION", "fp16", ("fp16", "fp32")),
             languages=frozenset(paddle_languages),

@@ -28,10 +28,11 @@ from aistack_ocr.rapid_engine import rotate_clockwise
 
 logger = logging.getLogger("aistack.ocr.paddleocr")
 
-# A PaddleX inference model folder (PaddleOCR 3.x) holds these; `inference.json` (PIR) or the older
-# `inference.pdmodel` holds the graph.
-_MODEL_FILES = ("inference.yml", "inference.pdiparams")
-_GRAPH_FILES = ("inference.json", "inference.pdmodel")
+# A PaddleX inference model folder (PaddleOCR 3.x) holds `inference.yml` and either Paddle's graph
+# (`inference.json`, PIR, or the older `inference.pdmodel`) with `inference.pdiparams`, or, for
+# PaddleX's onnxruntime engine, `inference.onnx`.
+_PADDLE_GRAPHS = ("inference.json", "inference.pdmodel")
+INFERENCE_ENGINES = ("", "paddle", "paddle_static", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class PaddleOcrSettings:
     textline_orientation_model: str = "PP-LCNet_x1_0_textline_ori"
     doc_orientation_model: str = "PP-LCNet_x1_0_doc_ori"
     device: str = "gpu:0"
+    # PaddleX inference engine; "": PaddleOCR's default (Paddle Inference, with TensorRT when asked).
+    inference_engine: str = ""
     use_tensorrt: bool = True
     precision: str = "fp16"
     # Languages the installed recognition model reads (PP-OCRv6 reads the Latin script, pt and en among it).
@@ -54,9 +57,12 @@ class PaddleOcrSettings:
 def _model_problem(folder: Path) -> str | None:
     if not folder.is_dir():
         return f"model folder {folder} does not exist"
-    missing = [name for name in _MODEL_FILES if not (folder / name).is_file()]
-    if not any((folder / name).is_file() for name in _GRAPH_FILES):
-        missing.append(" or ".join(_GRAPH_FILES))
+    missing = [] if (folder / "inference.yml").is_file() else ["inference.yml"]
+    if not (folder / "inference.onnx").is_file():
+        if not (folder / "inference.pdiparams").is_file():
+            missing.append("inference.pdiparams")
+        if not any((folder / name).is_file() for name in _PADDLE_GRAPHS):
+            missing.append(" or ".join(_PADDLE_GRAPHS))
     if missing:
         return f"model folder {folder} lacks {', '.join(missing)}"
     return None
@@ -131,6 +137,8 @@ class PaddleOcrEngine:
             "use_tensorrt": settings.use_tensorrt,
             "precision": settings.precision,
         }
+        if settings.inference_engine:
+            kwargs["engine"] = settings.inference_engine
         orientation = {
             "textline_orientation": settings.textline_orientation_model,
             "doc_orientation_classify": settings.doc_orientation_model,
