@@ -163,14 +163,19 @@ async def test_text_layer_is_used_and_flagged(stub: pb_grpc.OcrServiceAsyncStub)
     assert kit.cer(ocr.pages[0].text, "\n".join(lines)) <= 0.02, ocr.pages[0].text
 
 
-async def test_detects_a_page_turned_sideways(stub: pb_grpc.OcrServiceAsyncStub) -> None:
+@pytest.mark.parametrize("turned_by", [90, 180])
+async def test_detects_a_turned_page(stub: pb_grpc.OcrServiceAsyncStub, turned_by: int) -> None:
     lines = ["Ação em São Paulo", "Invoice due 25/11/2026"]
-    turned = kit.render_lines(lines, width=800).rotate(90, expand=True)  # counter-clockwise
+    upright = kit.render_lines(lines, width=800)
+    turned = upright.rotate(turned_by, expand=True)  # counter-clockwise
     reply = await recognize(stub, kit.encode(turned, "PNG"), detect_rotation=True)
     page = reply.pages[0]
-    assert page.rotation_degrees == 90.0
-    assert (page.width, page.height) == (turned.height, turned.width)
+    # Undone by the same turn clockwise; the page is reported upright.
+    assert page.rotation_degrees == float(turned_by)
+    assert (page.width, page.height) == upright.size
     assert kit.cer(page.text, "\n".join(lines)) <= 0.02, page.text
+    tops = [min(v.y for v in line.bounding_poly.vertices) for line in page.lines]
+    assert tops == sorted(tops)
 
 
 # --- REST uploads (HttpBody as Envoy's transcoder sends it) ---------------------------------------------
