@@ -262,7 +262,7 @@ class Bench:
         if "correctness" not in self.args.skip:
             self.correctness(hf)
         del hf
-        variants = [("int8_float16", False), ("int8_float16", True), ("float16", True), ("float16", False)]
+        variants = [(v.split("+")[0], v.endswith("+flash")) for v in self.args.ct2_variants.split(",")]
         times: dict[str, dict[int, float]] = {}
         rows = RESULTS.setdefault("ct2", [])
         for ct, flash in variants:
@@ -500,7 +500,11 @@ class Bench:
                 log(f"no graphs: frames {frames} batch {b}: decoder {dec_s:.4f}s vs {with_graphs:.4f}s with")
             # Two batches in flight: steady-state time per batch.
             for b in (128, self.buckets[-1]):
-                if b in measured[frames]["decoder"] and not self.over_budget("pipeline"):
+                if (
+                    self.args.pipelined
+                    and b in measured[frames]["decoder"]
+                    and not self.over_budget("pipeline")
+                ):
                     per_s = self.pipeline_throughput(eng, frames, b)
                     row = {
                         "frames": frames,
@@ -551,8 +555,12 @@ class Bench:
             piped = [r for r in RESULTS.get("torch_pipelined", []) if r["frames"] == frames]
             # Pipelined estimate: 85% of the steady-state rate, as sessions (one window per 5 s each).
             est = int(0.85 * 5.0 * max((r["windows_per_s"] for r in piped), default=0.0))
-            plan = [("serial", n) for n in sorted({sim_n, 1000} if frames == 3000 else {sim_n})]
-            plan += [("pipelined", n) for n in sorted({1000, est} if frames == 3000 else {est})]
+            if self.args.realtime_n:
+                plan = [("serial", int(n)) for n in self.args.realtime_n.split(",")]
+            else:
+                plan = [("serial", n) for n in sorted({sim_n, 1000} if frames == 3000 else {sim_n})]
+            if self.args.pipelined:
+                plan += [("pipelined", n) for n in sorted({1000, est} if frames == 3000 else {est})]
             for mode, n in plan:
                 if n <= 0 or self.over_budget(f"realtime {key} {mode} N={n}"):
                     continue
@@ -591,6 +599,11 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="try a torch.compile'd encoder, keep it if faster")
     ap.add_argument("--probe-cross", action="store_true", help="time matmul vs SDPA cross-attention first")
     ap.add_argument("--realtime-s", type=float, default=25.0)
+    ap.add_argument(
+        "--realtime-n", default="", help="session counts for the wall-clock runs (default: simulated N)"
+    )
+    ap.add_argument("--pipelined", action="store_true", help="also time the two-batch pipeline")
+    ap.add_argument("--ct2-variants", default="int8_float16,int8_float16+flash,float16+flash")
     ap.add_argument("--budget-s", type=float, default=400.0, help="skip remaining work past this")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

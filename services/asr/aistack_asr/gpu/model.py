@@ -259,7 +259,8 @@ class ServingWhisper(nn.Module):
     # ---- encoder -------------------------------------------------------------------------------------
 
     def encode(self, features: Tensor) -> Tensor:
-        fn = self._compiled_encoder or self.encoder
+        # Not `or`: truth-testing a compiled module falls through to the module's missing __len__.
+        fn = self.encoder if self._compiled_encoder is None else self._compiled_encoder
         with torch.inference_mode():
             out: Tensor = fn(features.to(self.decoder.embed_tokens.weight.dtype))
         return out
@@ -457,14 +458,13 @@ class ServingWhisper(nn.Module):
             st.cross_k[i, :n] = c.heads(c.k_proj(enc))
             st.cross_v[i, :n] = c.heads(c.v_proj(enc))
         assert self._greedy is not None
-        tokens = torch.zeros((st.batch, st.max_tokens), dtype=torch.long)
-        tokens[:, 0] = self._greedy.special.sot
-        plen = torch.ones(st.batch, dtype=torch.long)
-        for b, p in enumerate(prompts):
-            tokens[b, : len(p)] = torch.tensor(list(p), dtype=torch.long)
-            plen[b] = len(p)
-        st.tokens.copy_(tokens, non_blocking=True)
-        st.prompt_len.copy_(plen, non_blocking=True)
+        # One host tensor each (a per-row copy costs ~ms at batch 192, on the serving loop's critical path).
+        pad = [self._greedy.special.sot]
+        rows = [list(p) + [0] * (st.max_tokens - len(p)) for p in prompts]
+        rows += [pad + [0] * (st.max_tokens - 1)] * (st.batch - len(rows))
+        lengths = [len(p) for p in prompts] + [1] * (st.batch - len(prompts))
+        st.tokens.copy_(torch.tensor(rows, dtype=torch.long))
+        st.prompt_len.copy_(torch.tensor(lengths, dtype=torch.long))
         st.pos.zero_()
         st.done.zero_()
 
