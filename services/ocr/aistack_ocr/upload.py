@@ -63,7 +63,7 @@ def parse_multipart(content_type: str, body: bytes) -> list[Part]:
     boundary = params.get("boundary")
     if not boundary:
         raise _bad("multipart/form-data needs a boundary parameter", "MULTIPART_MALFORMED")
-    delimiter = b"--" + boundary.encode("latin-1")
+    delimiter = b"--" + boundary.encode("utf-8")
     # The opening delimiter starts the body or follows a preamble line; later ones follow a CRLF.
     if body.startswith(delimiter):
         rest = body[len(delimiter) :]
