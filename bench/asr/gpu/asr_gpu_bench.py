@@ -277,7 +277,12 @@ class Bench:
                     if self.over_budget(f"{key} b{b}"):
                         break
                     feats = self.features(b, frames)
-                    sec, out = timed(lambda m=model, f=feats: self.ct2_generate(m, f), self.dev, repeat=2)
+                    try:
+                        sec, out = timed(lambda m=model, f=feats: self.ct2_generate(m, f), self.dev, repeat=2)
+                    except RuntimeError as e:  # e.g. flash attention not compiled into the PyPI wheel
+                        RESULTS["notes"].append(f"{key}: {e}")
+                        log(f"{key}: {e}")
+                        break
                     row: dict[str, Any] = {
                         "engine": key,
                         "compute_type": ct,
