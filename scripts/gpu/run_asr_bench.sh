@@ -32,7 +32,10 @@ export PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 rc=0
 for part in ${ASR_PARTS:-torch ct2}; do
-    timeout -k 10 "${ASR_BENCH_TIMEOUT:-530}" python3 bench/asr/gpu/asr_gpu_bench.py --part "$part" --out "$OUT" "$@" 2>&1 \
+    # Per-part extra arguments: ASR_ARGS_CT2, ASR_ARGS_TORCH (word-split on purpose).
+    extra_var="ASR_ARGS_${part^^}"
+    # shellcheck disable=SC2086
+    timeout -k 10 "${ASR_BENCH_TIMEOUT:-530}" python3 bench/asr/gpu/asr_gpu_bench.py --part "$part" --out "$OUT" "$@" ${!extra_var:-} 2>&1 \
         | grep --line-buffered -v -e "Loading weights" -e "Writing model shards" | tee -a "$LOG"
     prc=${PIPESTATUS[0]}
     echo "== part $part exit $prc" | tee -a "$LOG"
