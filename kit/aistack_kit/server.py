@@ -50,6 +50,10 @@ class Capability(ABC):
     async def load(self) -> None:  # noqa: B027 - optional hook
         """Loads models. Runs after the port is bound, while health says NOT_SERVING."""
 
+    async def drain(self) -> None:  # noqa: B027 - optional hook
+        """Shutdown has begun (health already says NOT_SERVING) and the server still runs: end
+        long-lived streams with a proper last message before the graceful stop cancels them."""
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Frees models and workers after the server stopped."""
 
@@ -78,6 +82,7 @@ class RunningServer:
             return
         self._stopped.set()
         await self.set_serving(False)
+        await self.capability.drain()
         await self.server.stop(self.settings.shutdown_grace_seconds)
         await self.capability.close()
 

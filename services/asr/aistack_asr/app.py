@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Sequence
-from typing import cast
 
 import grpc
 from aistack.asr.v1 import asr_service_pb2 as pb
@@ -16,26 +14,12 @@ from aistack_asr.config import AsrSettings
 from aistack_asr.engine import FasterWhisperTranscriber, Transcriber
 from aistack_asr.recognizer import Recognizer, guard_settings
 from aistack_asr.registry import ModelRegistry
-from aistack_asr.servicer import AsrServicer, StreamingRecognizer
+from aistack_asr.servicer import AsrServicer
+from aistack_asr.streaming import StreamingRecognizer
 
 logger = logging.getLogger("aistack.asr")
 
 DEFAULT_PORT = 50051
-
-
-def _streaming_recognizer(registry: ModelRegistry, settings: AsrSettings) -> StreamingRecognizer | None:
-    # Imported here: live recognition is its own package, and the unary path must not depend on it.
-    try:
-        module = importlib.import_module("aistack_asr.streaming")
-    except ModuleNotFoundError as exc:
-        if exc.name != "aistack_asr.streaming":
-            raise
-        module = None
-    factory = getattr(module, "StreamingRecognizer", None)
-    if factory is None:
-        logger.warning("aistack_asr.streaming.StreamingRecognizer not found: StreamingRecognize is off")
-        return None
-    return cast(StreamingRecognizer, factory(registry, settings))
 
 
 class AsrCapability(Capability):
@@ -51,7 +35,7 @@ class AsrCapability(Capability):
         self.recognizer = Recognizer(
             self.registry, transcriber or FasterWhisperTranscriber(guard_settings(settings)), settings
         )
-        self.streaming = _streaming_recognizer(self.registry, settings)
+        self.streaming = StreamingRecognizer(self.registry, settings)
 
     @property
     def service_names(self) -> Sequence[str]:
@@ -65,12 +49,14 @@ class AsrCapability(Capability):
     async def load(self) -> None:
         # Loading runs on threads inside the registry; the server answers health checks meanwhile.
         await self.registry.preload()
-        if self.streaming is not None:
-            await self.streaming.start()
+        await self.streaming.start()
+
+    async def drain(self) -> None:
+        # Open sessions get SESSION_ENDED (SERVER_SHUTDOWN) before the graceful stop cancels them.
+        await self.streaming.begin_shutdown()
 
     async def close(self) -> None:
-        if self.streaming is not None:
-            await self.streaming.close()
+        await self.streaming.close()
         await self.recognizer.close()
         await self.registry.close()
 

@@ -6,19 +6,28 @@ These drive a second StreamingRecognizer (own limits) directly over the server's
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from aistack.asr.v1 import asr_service_pb2 as pb
+from aistack.asr.v1 import asr_service_pb2_grpc as pb_grpc
+from aistack_asr.app import AsrCapability
+from aistack_asr.config import AsrSettings
 from aistack_asr.streaming import StreamingRecognizer, StreamingSettings
+from aistack_kit.config import Env
 from aistack_kit.server import RunningServer
+from aistack_kit.testing import start_test_server
 from asr_testkit import espeak_wav, needs_espeak, wav_samples, wer
-from stream_testkit import config, seconds
+from stream_testkit import chunks, config, run_stream, seconds
 
 pytestmark = [pytest.mark.slow, needs_espeak]
 
 TEXT = "Please call me back tomorrow morning about the invoice."
+REPO = Path(__file__).resolve().parents[3]
 
 
 async def collect(
@@ -116,3 +125,34 @@ async def test_a_slow_reader_does_not_stall_other_sessions(server: RunningServer
     finally:
         await stalled.aclose()
         await recognizer.close()
+
+
+async def test_server_stop_ends_open_grpc_sessions_with_server_shutdown() -> None:
+    # Its own replica (the package server stays up): stopping it must reach live callers as a last
+    # SESSION_ENDED event, not as a cancelled call, because the kit drains the capability first.
+    env = {
+        "AISTACK_ASR_MODELS_DIR": str(REPO / "run" / "models"),
+        "AISTACK_ASR_PRELOAD_MODELS": json.dumps(["whisper/tiny.en"]),
+        "AISTACK_ASR_DEFAULT_MODEL": "whisper/tiny.en",
+    }
+    replica = await start_test_server(AsrCapability(AsrSettings.from_env(Env(env))), "asr")
+    samples, rate = wav_samples(espeak_wav(TEXT))
+    hold = asyncio.Event()  # never set: the caller is still talking when the replica stops
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{replica.port}") as channel:
+            stub = pb_grpc.AsrServiceStub(channel)
+            requests = [config(rate=rate), *chunks(samples.astype("<i2").tobytes(), 8820)]
+            session = asyncio.create_task(
+                run_stream(stub, requests, hold=hold, hold_after=len(requests), close=False)
+            )
+            for _ in range(100):
+                if replica.capability.streaming.active_sessions:  # type: ignore[attr-defined]
+                    break
+                await asyncio.sleep(0.1)
+            await replica.stop()
+            stream = await asyncio.wait_for(session, 30)
+    finally:
+        await replica.stop()
+    assert stream.kinds()[0] == "session_started"
+    assert stream.kinds()[-1] == "session_ended"
+    assert stream.events[-1].session_ended.reason == pb.SESSION_END_REASON_SERVER_SHUTDOWN
