@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import grpc
 import numpy as np
@@ -106,7 +107,9 @@ async def test_a_slow_reader_does_not_stall_other_sessions(server: RunningServer
             yield pb.StreamingRecognizeRequest(audio_content=audio[offset : offset + 4410])
             await asyncio.sleep(0)
 
-    stalled = recognizer.recognize(requests(long_audio), None)
+    stalled = cast(
+        AsyncGenerator[pb.StreamingRecognizeResponse, None], recognizer.recognize(requests(long_audio), None)
+    )
     try:
         first = await anext(stalled)  # session_started, then this reader stops reading
         assert first.WhichOneof("event") == "session_started"

@@ -128,7 +128,7 @@ async def test_concurrent_sessions_get_their_own_text(stub: pb_grpc.AsrServiceSt
         for other_index, other in enumerate(texts):
             if other_index != index:
                 assert wer(other, stream.text) > 0.7, (other, stream.text)
-    words = [w for w in results[-1].windows for w in w.words]
+    words = [word for window in results[-1].windows for word in window.words]
     assert len(words) >= 8
     starts = [seconds(w.start_offset) for w in words]
     assert starts == sorted(starts)
