@@ -71,7 +71,8 @@ class Segment:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
-    temperature: float
+    # The sampling temperature of the decode that produced it; the streaming decoder is greedy only.
+    temperature: float = 0.0
     words: tuple[Word, ...] = ()
 
 

@@ -10,15 +10,19 @@ The transcoder keeps the multipart boundary in `content_type` and the raw body i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from email.message import Message
 
 from aistack.ocr.v1 import ocr_service_pb2 as pb
-from aistack_kit import errors
-from google.protobuf import json_format
+from aistack_kit import uploads
+from aistack_kit.uploads import MultipartReasons, Part, form_bool, form_int, invalid
 
 from aistack_ocr.pipeline import OcrOptions
 
 _MAX_PARTS = 32
+# OCR names every fault of the multipart framing itself one way.
+_MULTIPART_REASONS = MultipartReasons(
+    no_boundary="MULTIPART_MALFORMED", malformed="MULTIPART_MALFORMED", truncated="MULTIPART_MALFORMED"
+)
+_FIELD_REASON = "INVALID_FORM_FIELD"
 FORM_FIELDS = (
     "file",
     "languages",
@@ -38,111 +42,28 @@ class Upload:
     options: OcrOptions
 
 
-@dataclass(frozen=True)
-class Part:
-    name: str
-    filename: str | None
-    content_type: str
-    data: bytes
-
-
-def _bad(message: str, reason: str, **metadata: str) -> errors.InvalidArgument:
-    return errors.InvalidArgument(message, reason=reason, metadata=metadata)
-
-
-def _header_params(value: str) -> tuple[str, dict[str, str]]:
-    """`form-data; name="file"; filename="a b.pdf"` -> ("form-data", {...}), quoting handled by email."""
-    message = Message()
-    message["content-type"] = value
-    params = dict((k.lower(), str(v)) for k, v in message.get_params(failobj=[])[1:])
-    return message.get_content_type(), params
-
-
 def parse_multipart(content_type: str, body: bytes) -> list[Part]:
-    _, params = _header_params(content_type)
-    boundary = params.get("boundary")
-    if not boundary:
-        raise _bad("multipart/form-data needs a boundary parameter", "MULTIPART_MALFORMED")
-    delimiter = b"--" + boundary.encode("utf-8")
-    # The opening delimiter starts the body or follows a preamble line; later ones follow a CRLF.
-    if body.startswith(delimiter):
-        rest = body[len(delimiter) :]
-    else:
-        start = body.find(b"\r\n" + delimiter)
-        if start < 0:
-            raise _bad("the multipart body holds no part with the declared boundary", "MULTIPART_MALFORMED")
-        rest = body[start + 2 + len(delimiter) :]
-    chunks = rest.split(b"\r\n" + delimiter)
-    parts: list[Part] = []
-    closed = False
-    for chunk in chunks:
-        if chunk.startswith(b"--"):
-            closed = True
-            break
-        if len(parts) >= _MAX_PARTS:
-            raise _bad(f"the multipart body has more than {_MAX_PARTS} parts", "MULTIPART_MALFORMED")
-        chunk = chunk.split(b"\r\n", 1)[1] if b"\r\n" in chunk else b""
-        head, sep, data = chunk.partition(b"\r\n\r\n")
-        if not sep:
-            raise _bad("a multipart part has no blank line after its headers", "MULTIPART_MALFORMED")
-        headers: dict[str, str] = {}
-        for raw in head.split(b"\r\n"):
-            key, colon, value = raw.decode("utf-8", "replace").partition(":")
-            if colon:
-                headers[key.strip().lower()] = value.strip()
-        _, disposition_params = _header_params(headers.get("content-disposition", ""))
-        name = disposition_params.get("name")
-        if "content-disposition" not in headers or not name:
-            raise _bad(
-                "every multipart part needs Content-Disposition: form-data with a name", "MULTIPART_MALFORMED"
-            )
-        parts.append(
-            Part(
-                name=name,
-                filename=disposition_params.get("filename"),
-                content_type=headers.get("content-type", ""),
-                data=data,
-            )
-        )
-    if not closed:
-        raise _bad(
-            "the multipart body is truncated (no closing boundary); was the upload cut?",
-            "MULTIPART_MALFORMED",
-        )
-    return parts
+    return uploads.parse_multipart(content_type, body, max_parts=_MAX_PARTS, reasons=_MULTIPART_REASONS)
 
 
 def _int_field(name: str, value: str) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise _bad(
-            f"form field {name} must be an integer, got {value!r}", "INVALID_FORM_FIELD", field=name
-        ) from None
-    if number < 0:
-        raise _bad(f"form field {name} must be >= 0, got {number}", "INVALID_FORM_FIELD", field=name)
-    return number
+    return form_int(name, value, reason=_FIELD_REASON, minimum=0)
 
 
 def _bool_field(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise _bad(f"form field {name} must be true or false, got {value!r}", "INVALID_FORM_FIELD", field=name)
+    return form_bool(name, value, reason=_FIELD_REASON)
 
 
 def from_form(parts: list[Part]) -> Upload:
     files = [p for p in parts if p.name == "file"]
     if len(files) != 1:
-        raise _bad(
+        raise invalid(
             "send exactly one file part: curl -F file=@document.pdf", "MISSING_FILE", parts=str(len(files))
         )
     values: dict[str, str] = {}
     for part in parts:
         if part.name not in FORM_FIELDS:
-            raise _bad(
+            raise invalid(
                 f"unknown form field {part.name!r}; known: {', '.join(FORM_FIELDS)}",
                 "UNKNOWN_FORM_FIELD",
                 field=part.name,
@@ -162,7 +83,9 @@ def from_form(parts: list[Part]) -> Upload:
         else True,
     )
     file = files[0]
-    return Upload(content=file.data, mime_type=values.get("mime_type", file.content_type), options=options)
+    # As declared, "" for none: the bytes decide what a document is; this only names what it was meant to be.
+    declared = file.headers.get("content-type", "")
+    return Upload(content=file.data, mime_type=values.get("mime_type", declared), options=options)
 
 
 def options_from_config(config: pb.OcrConfig) -> OcrOptions:
@@ -177,18 +100,14 @@ def options_from_config(config: pb.OcrConfig) -> OcrOptions:
 
 
 def from_http_body(content_type: str, data: bytes) -> Upload:
-    media_type, _ = _header_params(content_type) if content_type else ("", {})
+    media_type = uploads.media_type(content_type)
     if media_type == "multipart/form-data":
         return from_form(parse_multipart(content_type, data))
     if media_type == "application/json":
-        request = pb.RecognizeRequest()
-        try:
-            json_format.Parse(data.decode("utf-8"), request)
-        except (json_format.ParseError, UnicodeDecodeError) as exc:
-            raise _bad(f"the JSON body is not a RecognizeRequest: {exc}", "INVALID_JSON") from None
+        request = uploads.parse_json(data, pb.RecognizeRequest())
         return Upload(request.content, request.mime_type, options_from_config(request.config))
     if media_type == "application/x-www-form-urlencoded":
-        raise _bad(
+        raise invalid(
             "send the file as multipart/form-data (curl -F file=@document.pdf), not a urlencoded form",
             "UNSUPPORTED_MEDIA_TYPE",
         )

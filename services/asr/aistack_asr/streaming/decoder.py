@@ -29,6 +29,8 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
+from aistack_asr.engine import Segment, Word
+
 SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 100
 MAX_FRAMES = 3000
@@ -61,23 +63,10 @@ class DecodeRequest:
     want_words: bool = False
 
 
-@dataclass(frozen=True)
-class DecodedWord:
-    word: str
-    start: float
-    end: float
-    probability: float
-
-
-@dataclass(frozen=True)
-class DecodedSegment:
-    text: str
-    start: float
-    end: float
-    avg_logprob: float
-    no_speech_prob: float
-    compression_ratio: float
-    words: tuple[DecodedWord, ...] = ()
+# A window's segments and words are the same types the whole-file path returns (greedy decoding, so
+# temperature 0), and so convert to protobuf the same way.
+DecodedWord = Word
+DecodedSegment = Segment
 
 
 @dataclass(frozen=True)
