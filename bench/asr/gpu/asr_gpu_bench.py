@@ -401,6 +401,13 @@ class Bench:
             with torch.inference_mode():
                 base.encode(other)
             sync(self.dev)
+            other_s = time.perf_counter() - t
+            # Batch 1 is specialised by dynamo (a second compile): pay it here, not in a serving loop.
+            t = time.perf_counter()
+            with torch.inference_mode():
+                base.encode(other[:1])
+            sync(self.dev)
+            RESULTS["encoder_compile_batch1_s"] = round(time.perf_counter() - t, 1)
             err = ((out.float() - ref.float()).norm() / ref.float().norm()).item()
             RESULTS["encoder_compiled"] = {
                 "batch": b,
@@ -408,7 +415,7 @@ class Bench:
                 "eager_s": round(eager_s, 4),
                 "compiled_s": round(comp_s, 4),
                 "compile_s": round(compile_s, 1),
-                "first_call_other_batch_s": round(time.perf_counter() - t, 2),
+                "first_call_other_batch_s": round(other_s, 2),
                 "rel_err_vs_eager": err,
             }
             compiled = comp_s < 0.97 * eager_s and err < 2e-2
