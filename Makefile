@@ -11,12 +11,13 @@ PY_PATHS := kit client envoy launcher services tests
 MYPY_PACKAGES = kit/aistack_kit client/aistack_client envoy/aistack_edge launcher/aistack_launcher \
                 $(wildcard services/*/aistack_*)
 
-.PHONY: help setup gen lint test run health smoke-test envoy-config
+.PHONY: help setup engine-envs gen lint test run health smoke-test envoy-config
 
 help:
 	@echo "make run         install what is missing, start every service + Envoy on $(URL)"
 	@echo "make test        setup, lint, the whole test suite (what CI runs)"
 	@echo "make lint        ruff, mypy, buf lint/breaking, generated-code drift"
+	@echo "make engine-envs run/xtts-venv and run/paddle-venv, where the production engines' tests run"
 	@echo "make gen         regenerate gen/ (stubs, descriptor set) from proto/"
 	@echo "make envoy-config  write envoy/envoy.compose.json and run/envoy.json"
 	@echo "make health      GET /api/v1/health through Envoy"
@@ -55,7 +56,13 @@ lint:
 	@untracked=$$(git ls-files --others --exclude-standard -- gen/); if [[ -n "$$untracked" ]]; then \
 	  echo "untracked generated files (commit them): $$untracked" >&2; exit 1; fi
 
-test: setup lint
+# The production engines (XTTS-v2, PaddleOCR) bring stacks that conflict with .venv (torch, paddle):
+# each gets an environment of its own under run/, where their adapters' tests run the real libraries.
+engine-envs: setup
+	PYTHON=$$($(PY) -c 'import sys; print(sys._base_executable)') bash services/tts/setup_xtts_env.sh
+	PYTHON=$$($(PY) -c 'import sys; print(sys._base_executable)') bash services/ocr/setup_paddle_env.sh
+
+test: setup lint engine-envs
 	$(PY) -m pytest tests
 
 run: setup

@@ -1,7 +1,8 @@
 """The PaddleOCR adapter against the real PaddleOCR 3.x, where a Python with it is at hand.
 
 PaddleOCR's own models live on hubs and cannot be had here, and the CI venv does not carry Paddle, so
-these run in a separate interpreter (AISTACK_OCR_PADDLE_PYTHON, default /tmp/paddle-venv/bin/python, with
+these run in a separate interpreter (AISTACK_OCR_PADDLE_PYTHON, default run/paddle-venv/bin/python, made by
+services/ocr/setup_paddle_env.sh (which `make test` runs), with
 paddleocr==3.7.0, paddlepaddle==3.3.1, onnxruntime and the kit's grpcio, grpcio-status,
 googleapis-common-protos; all from PyPI) and are skipped without one. Two checks:
 - with placeholder weights in the model folder, PaddleOCR takes every argument the adapter passes and
@@ -23,7 +24,9 @@ import ocr_testkit as kit
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PADDLE_PYTHON = os.environ.get("AISTACK_OCR_PADDLE_PYTHON", "/tmp/paddle-venv/bin/python")
+PADDLE_PYTHON = os.environ.get(
+    "AISTACK_OCR_PADDLE_PYTHON", str(REPO / "run" / "paddle-venv" / "bin" / "python")
+)
 
 pytestmark = [
     pytest.mark.slow,
