@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from aistack_asr.gpu.checkpoint import TINY_TEST, build_random_whisper, convert_to_ctranslate2  # noqa: E402
-from aistack_asr.gpu.engine import EngineConfig, ServingEngine  # noqa: E402
+from aistack_asr.gpu.engine import EngineConfig, Pipeline, ServingEngine  # noqa: E402
 from aistack_asr.gpu.model import GreedyConfig, ServingWhisper  # noqa: E402
 from aistack_asr.gpu.vocab import MULTILINGUAL as S  # noqa: E402
 from aistack_asr.gpu.vocab import placeholder_vocabulary  # noqa: E402
@@ -104,7 +104,8 @@ def test_end_of_text_stops_each_window_like_transformers(checkpoint: tuple[Path,
     target = free[0][2]
     from transformers import WhisperForConditionalGeneration
 
-    hf2 = WhisperForConditionalGeneration.from_pretrained(str(folder)).eval()
+    hf2 = WhisperForConditionalGeneration.from_pretrained(str(folder))
+    hf2.train(False)
     with torch.no_grad():
         emb = hf2.model.decoder.embed_tokens.weight
         emb[S.eot] = emb[target] * 1.05
@@ -179,6 +180,13 @@ def test_engine_buckets_and_limits(checkpoint: tuple[Path, Any], features: Any) 
     assert [len(t) for t in out] == [4, 4, 4]
     with pytest.raises(ValueError, match="increasing"):
         ServingEngine(engine.model, EngineConfig(buckets=(4, 2)))
+    # Two batches in flight give the same tokens, oldest first.
+    pipe = Pipeline(engine)
+    pipe.submit(features[:3], [S.sot_sequence("pt")] * 3)
+    pipe.submit(features[3:], [S.sot_sequence("en")])
+    assert pipe.finish() == out
+    assert pipe.finish() == engine.run_batch(features[3:], [S.sot_sequence("en")])
+    assert len(pipe) == 0
 
 
 def test_shorter_input_runs_like_ctranslate2(

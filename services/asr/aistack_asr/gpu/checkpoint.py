@@ -48,9 +48,10 @@ def build_random_whisper(folder: Path, dims: WhisperDims, seed: int = 0, dtype: 
         begin_suppress_tokens=[],
     )
     torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config).eval()
+    model = WhisperForConditionalGeneration(config)
+    model.train(False)
     _spread_weights(model, seed)
-    gen = GenerationConfig(
+    gen = GenerationConfig(  # type: ignore[no-untyped-call]
         decoder_start_token_id=MULTILINGUAL.sot,
         eos_token_id=MULTILINGUAL.eot,
         pad_token_id=MULTILINGUAL.eot,
@@ -67,7 +68,7 @@ def build_random_whisper(folder: Path, dims: WhisperDims, seed: int = 0, dtype: 
     folder.mkdir(parents=True, exist_ok=True)
     save_dtype = getattr(torch, dtype)
     model.to(save_dtype).save_pretrained(str(folder))
-    model.float()
+    torch.nn.Module.to(model, torch.float32)  # back to fp32 for the caller (saved copy is `dtype`)
     save_placeholder_tokenizer(folder)
     return model
 

@@ -112,7 +112,7 @@ class Pipeline:
         self._stream.wait_stream(main)  # the features were written on the main stream
         with torch.cuda.stream(self._stream):
             encoded = self.engine.encode(features)
-            done = torch.cuda.Event()
+            done = torch.cuda.Event()  # type: ignore[no-untyped-call]
             done.record(self._stream)
         encoded.record_stream(main)  # freed only once the main stream's decode has used it
         self._queue.append((encoded, [list(p) for p in prompts], done))

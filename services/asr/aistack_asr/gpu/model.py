@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -117,7 +117,8 @@ class _EncoderLayer(nn.Module):
         h = self.self_attn_layer_norm(x)
         q, k, v = a.heads(a.q_proj(h)), a.heads(a.k_proj(h)), a.heads(a.v_proj(h))
         x = x + a.out_proj(a.merge(F.scaled_dot_product_attention(q, k, v)))
-        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        out: Tensor = x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+        return out
 
 
 class WhisperEncoder(nn.Module):
@@ -164,6 +165,9 @@ class WhisperDecoder(nn.Module):
         self.layers = nn.ModuleList(_DecoderLayer(dims) for _ in range(dims.decoder_layers))
         self.layer_norm = nn.LayerNorm(dims.d_model)
 
+    def typed_layers(self) -> list[_DecoderLayer]:
+        return cast(list[_DecoderLayer], list(self.layers))
+
 
 class DecodeState:
     """The static buffers of one batch-size bucket; CUDA graphs capture reads and writes of these only.
@@ -184,6 +188,14 @@ class DecodeState:
         arena: DecodeState | None = None,
     ) -> None:
         self.batch, self.frames, self.max_tokens = batch, frames, max_tokens
+        self.self_k: Tensor
+        self.self_v: Tensor
+        self.cross_k: Tensor
+        self.cross_v: Tensor
+        self.tokens: Tensor
+        self.prompt_len: Tensor
+        self.pos: Tensor
+        self.done: Tensor
         if arena is not None:
             self.self_k, self.self_v = arena.self_k[:, :batch], arena.self_v[:, :batch]
             self.cross_k, self.cross_v = arena.cross_k[:, :batch], arena.cross_v[:, :batch]
@@ -302,7 +314,7 @@ class ServingWhisper(nn.Module):
         tok = st.tokens.gather(1, pos[:, None])  # [B, 1]
         x = dec.embed_tokens(tok) + dec.embed_positions(pos)[:, None, :]  # [B, 1, D]
         visible = (st.key_index[None, :] <= pos[:, None])[:, None, None, :]  # [B, 1, 1, T]
-        for i, layer in enumerate(dec.layers):
+        for i, layer in enumerate(dec.typed_layers()):
             a = layer.self_attn
             h = layer.self_attn_layer_norm(x)
             # [B, H, hd] written at each slot's own position (slots may sit at different positions).
@@ -453,7 +465,7 @@ class ServingWhisper(nn.Module):
         n = encoded.shape[0]
         dec = self.decoder
         enc = encoded.to(st.cross_k.dtype)
-        for i, layer in enumerate(dec.layers):
+        for i, layer in enumerate(dec.typed_layers()):
             c = layer.encoder_attn
             st.cross_k[i, :n] = c.heads(c.k_proj(enc))
             st.cross_v[i, :n] = c.heads(c.v_proj(enc))

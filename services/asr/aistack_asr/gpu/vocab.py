@@ -72,7 +72,7 @@ def save_placeholder_tokenizer(folder: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(placeholder_vocabulary())}
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=Tokenizer(WordLevel(vocab, unk_token="<|endoftext|>")),
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",
