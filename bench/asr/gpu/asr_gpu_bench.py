@@ -31,6 +31,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,10 @@ def environment(dev: str) -> dict[str, Any]:
     return env
 
 
+def finish_one(pipe: Pipeline) -> None:
+    pipe.finish()
+
+
 def new_capacity() -> dict[str, Any]:
     return {"period_s": 5.0, "p95_limit_s": 1.5, "simulated": {}, "realtime": []}
 
@@ -158,7 +163,9 @@ class Bench:
 
         if (self.ckpt / "config.json").is_file():
             hf = WhisperForConditionalGeneration.from_pretrained(str(self.ckpt), local_files_only=True)
-            return hf.float().eval()
+            torch.nn.Module.to(hf, torch.float32)
+            hf.train(False)
+            return hf
         t = time.perf_counter()
         # Saved in float16 and reloaded: every engine then runs the very same (fp16-representable) weights.
         hf = build_random_whisper(self.ckpt, self.dims, seed=0, dtype="float16").half().float()
@@ -278,7 +285,7 @@ class Bench:
                         break
                     feats = self.features(b, frames)
                     try:
-                        sec, out = timed(lambda m=model, f=feats: self.ct2_generate(m, f), self.dev, repeat=2)
+                        sec, out = timed(partial(self.ct2_generate, model, feats), self.dev, repeat=2)
                     except RuntimeError as e:  # e.g. flash attention not compiled into the PyPI wheel
                         RESULTS["notes"].append(f"{key}: {e}")
                         log(f"{key}: {e}")
@@ -298,9 +305,7 @@ class Bench:
 
                         arr = feats if self.dev == "cuda" else feats.cpu().numpy()
                         sv = ctranslate2.StorageView.from_array(arr)
-                        enc_s, _ = timed(
-                            lambda m=model, sv=sv: m.encode(sv, to_cpu=False), self.dev, repeat=2
-                        )
+                        enc_s, _ = timed(partial(model.encode, sv, to_cpu=False), self.dev, repeat=2)
                         row["encoder_s"] = round(enc_s, 4)
                     times.setdefault(key, {})[b] = sec
                     rows.append(row)
@@ -326,8 +331,8 @@ class Bench:
             key=lambda k: cap["simulated"][k]["max_sessions"],
             default=None,
         )
-        for key in dict.fromkeys(["ct2_int8_float16_3000", best]):
-            if key is None or key not in times or self.over_budget(f"realtime {key}"):
+        for key in dict.fromkeys(k for k in ("ct2_int8_float16_3000", best) if k is not None):
+            if key not in times or self.over_budget(f"realtime {key}"):
                 continue
             ct = "float16" if key.startswith("ct2_float16") else "int8_float16"
             model = self.ct2_load(ct, "_flash_" in key)
@@ -355,9 +360,9 @@ class Bench:
             if self.over_budget(f"torch {label} {frames} b{b}"):
                 break
             feats = self.features(b, frames)
-            enc_s, enc = timed(lambda f=feats: eng.encode(f), self.dev, repeat=3)
+            enc_s, enc = timed(partial(eng.encode, feats), self.dev, repeat=3)
             dec_s, out = timed(
-                lambda e=enc, b=b: eng.decode(e, [self.prompt] * b, early_stop=False), self.dev, repeat=3
+                partial(eng.decode, enc, [self.prompt] * b, early_stop=False), self.dev, repeat=3
             )
             per["encoder"][b], per["decoder"][b] = enc_s, dec_s
             row = {
@@ -498,9 +503,7 @@ class Bench:
             if b in measured[frames]["decoder"] and not self.over_budget("no-graph decode"):
                 enc = eng.encode(self.features(b, frames))
                 dec_s, _ = timed(
-                    lambda e=enc, b=b, eng=eng: eng.decode(
-                        e, [self.prompt] * b, early_stop=False, graphs=False
-                    ),
+                    partial(eng.decode, enc, [self.prompt] * b, early_stop=False, graphs=False),
                     self.dev,
                     repeat=2,
                 )
@@ -583,7 +586,7 @@ class Bench:
                         n,
                         submit,
                         pipe.wait_encoded,
-                        pipe.finish,
+                        partial(finish_one, pipe),
                         eng.max_batch,
                         duration_s=self.args.realtime_s,
                     )
