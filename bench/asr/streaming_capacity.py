@@ -30,7 +30,6 @@ import importlib.util
 import io
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -43,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from aistack_kit.testing import machine_description
 
 REPO = Path(__file__).resolve().parents[2]
 RATE = 16_000
@@ -127,19 +127,6 @@ def edit_distance(reference: str, hypothesis: str) -> tuple[int, int]:
             current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
         previous = current
     return previous[-1], len(ref)
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores visible, load average {load:.1f} at start"
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -250,7 +237,7 @@ async def capacity(args: argparse.Namespace) -> None:
     pause = np.zeros(int(0.4 * RATE), dtype=np.float32)
     spoken = [piper(s) if args.voice == "piper" else espeak(s, args.language) for s in sentences]
     loop_audio = np.concatenate([part for audio in spoken for part in (audio, pause)])
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_description()}")
     print(
         f"model {args.model} ({args.model_path or 'registry'}) device {args.device} {args.compute_type}, "
         f"threads {args.cpu_threads or 'all'} x workers {args.workers or 1}, "
@@ -349,7 +336,7 @@ async def wer_check(args: argparse.Namespace) -> None:
         for text in sentences:
             cases.append((f"{label} one", language, text, make(text)))  # type: ignore[operator]
     lengths = [c[3].size / RATE for c in cases]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_description()}")
     print(
         f"{len(cases)} window clips, {min(lengths):.1f} to {max(lengths):.1f} s; greedy, as streaming decodes"
     )
@@ -402,7 +389,7 @@ async def throughput(args: argparse.Namespace) -> None:
         for a, b in zip(EN[::2], EN[1::2], strict=True)
     ]
     clips = [c[: int(args.window * 1.2 * RATE)] for c in clips]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_description()}")
     shortest, longest = min(c.size for c in clips) / RATE, max(c.size for c in clips) / RATE
     print(f"model {args.model}, windows of {shortest:.1f}-{longest:.1f} s")
     for name, buckets in (("pad30", (30.0,)), ("buckets", tuple(float(x) for x in args.buckets.split(",")))):

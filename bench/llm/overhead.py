@@ -22,9 +22,7 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,17 +35,11 @@ import grpc
 import httpx
 from aistack.llm.v1 import llm_service_pb2 as pb
 from aistack.llm.v1 import llm_service_pb2_grpc as pb_grpc
+from aistack_kit.testing import free_port, machine_description
 from aistack_llm.embedded_upstream import server_argv
 
 TOKEN = "bench-token-0123456789"
 PROMPT = "Write a short poem about the sea."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_http(url: str, headers: dict[str, str] | None = None, timeout: float = 180) -> None:
@@ -123,18 +115,6 @@ async def phase(one: Callable[[], Awaitable[Result]], concurrency: int, requests
         "requests": len(results),
         "wall_seconds": wall,
     }
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 async def run(
@@ -267,7 +247,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = {kind: measure(kind, args) for kind in args.upstream}
     report = {
-        "machine": machine(),
+        "machine": machine_description(),
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
         "synthetic": {"ttft_ms": args.synthetic_ttft_ms, "token_ms": args.synthetic_token_ms},

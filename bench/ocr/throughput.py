@@ -21,7 +21,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import pypdfium2 as pdfium  # type: ignore[import-untyped,unused-ignore]
 from aistack.ocr.v1 import ocr_service_pb2 as pb
 from aistack.ocr.v1 import ocr_service_pb2_grpc as pb_grpc
 from aistack_edge.testing import free_port, start_service
+from aistack_kit.testing import machine_description
 from aistack_ocr.rapid_engine import SHIPPED_MODELS, RapidOcrEngine, RapidOcrSettings, shipped_model_dir
 from PIL import Image, ImageDraw, ImageFont
 
@@ -115,19 +115,6 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cpu}, {os.cpu_count()} cores, load average {load:.1f} at start"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -141,7 +128,7 @@ def main() -> int:
     pdf = make_pdf(args.pages)
     images = render(pdf)
     bgr = [np.ascontiguousarray(image[:, :, ::-1]) for image in images]
-    where = machine()
+    where = machine_description()
     print(f"machine: {where}", flush=True)
     print(f"document: {args.pages} A4 pages at {DPI} dpi, 30 lines each, {len(pdf) // 1024} KiB", flush=True)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
+from aistack_kit.testing import free_port as free_port  # re-exported: edge tests import it from here
 from aistack_launcher.catalog import ServiceEntry
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -31,13 +32,6 @@ from aistack_edge.build import Target, Upstreams, build_config, write_config
 from aistack_edge.settings import EdgeSettings
 
 ENVOY = str(Path(sys.executable).parent / "envoy")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -1,8 +1,12 @@
-"""Starting real servers in-process for tests: port 0, real channels, models loaded."""
+"""Helpers for tests and benchmarks: real servers in-process on port 0, free ports, the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
+import socket
 from collections.abc import Mapping
+from pathlib import Path
 
 from aistack_kit.config import Env, ServerSettings
 from aistack_kit.server import Capability, RunningServer, start_server
@@ -24,3 +28,28 @@ async def start_test_server(
 
 def auth_metadata(token: str = TEST_TOKEN) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for processes that must be told their port up front)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def machine_description() -> str:
+    """What a benchmark ran on: CPU model, cores, Python, and the load when it started (the dev
+    machines are shared, so the load says how far to trust wall-clock numbers)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} at start"
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping
@@ -18,19 +17,13 @@ from aistack.llm.v1 import llm_service_pb2_grpc as pb_grpc
 from aistack_kit.config import Env
 from aistack_kit.server import RunningServer
 from aistack_kit.testing import TEST_TOKEN, start_test_server
+from aistack_kit.testing import free_port as free_port  # re-exported for the llm tests
 from aistack_llm.app import LlmCapability
 from aistack_llm.config import LlmConfig
 from aistack_llm.embedded_upstream import server_argv
 
 # Tests ask for more than the embedded default allows only where they need a long generation.
 MAX_TOKENS_LIMIT = 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
