@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from aistack_kit.testing import machine_description
+from aistack_kit.testing import edit_distance, machine_description
 
 REPO = Path(__file__).resolve().parents[2]
 RATE = 16_000
@@ -118,15 +118,10 @@ def words(text: str) -> list[str]:
     return re.findall(r"[\w']+", unicodedata.normalize("NFC", text.lower()))
 
 
-def edit_distance(reference: str, hypothesis: str) -> tuple[int, int]:
-    ref, hyp = words(reference), words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i] + [0] * len(hyp)
-        for j, hyp_word in enumerate(hyp, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-        previous = current
-    return previous[-1], len(ref)
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """Word edits and reference words, summed over clips for a corpus WER."""
+    ref = words(reference)
+    return edit_distance(ref, words(hypothesis)), len(ref)
 
 
 # -- server ----------------------------------------------------------------------------------------
@@ -352,7 +347,7 @@ async def wer_check(args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 output = decoder.decode([DecodeRequest(audio=audio, language=language)])[0]
                 seconds += time.perf_counter() - started
-                errors, count = edit_distance(reference, output.text)
+                errors, count = word_errors(reference, output.text)
                 total = totals.setdefault(voice, [0, 0, 0])
                 total[0] += errors
                 total[1] += count

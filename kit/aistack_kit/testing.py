@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 from aistack_kit.config import Env, ServerSettings
@@ -53,3 +53,15 @@ def machine_description() -> str:
     return (
         f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load average {load:.1f} at start"
     )
+
+
+def edit_distance(reference: Sequence[Hashable], hypothesis: Sequence[Hashable]) -> int:
+    """Levenshtein distance between two token sequences (words for WER, characters for CER); each
+    caller decides how its text is tokenised."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref_token in enumerate(reference, 1):
+        current = [i] + [0] * len(hypothesis)
+        for j, hyp_token in enumerate(hypothesis, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_token != hyp_token))
+        previous = current
+    return previous[-1]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aistack_kit.testing import edit_distance
 
 ESPEAK = shutil.which("espeak-ng")
 FFMPEG = shutil.which("ffmpeg")
@@ -98,10 +99,4 @@ def wer(reference: str, hypothesis: str) -> float:
     ref, hyp = words(reference), words(hypothesis)
     if not ref:
         return float(bool(hyp))
-    previous = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        current = [i] + [0] * len(hyp)
-        for j, hyp_word in enumerate(hyp, 1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref_word != hyp_word))
-        previous = current
-    return previous[-1] / len(ref)
+    return edit_distance(ref, hyp) / len(ref)

@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from aistack_kit.testing import edit_distance
 from PIL import Image, ImageDraw, ImageFont
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -66,20 +67,10 @@ def text_pdf(pages: Sequence[Sequence[str]], *, encrypt: str | None = None) -> b
     return buffer.getvalue()
 
 
-def levenshtein(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, char_a in enumerate(a, start=1):
-        current = [i]
-        for j, char_b in enumerate(b, start=1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
-
-
 def cer(hypothesis: str, reference: str) -> float:
     """Character error rate, whitespace runs collapsed on both sides."""
     hyp, ref = " ".join(hypothesis.split()), " ".join(reference.split())
-    return levenshtein(hyp, ref) / max(len(ref), 1)
+    return edit_distance(ref, hyp) / max(len(ref), 1)
 
 
 def multipart(fields: Sequence[tuple[str, str]], file: tuple[str, str, bytes], boundary: str) -> bytes:

@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 from aistack_kit.errors import error_info_of
+from aistack_kit.testing import edit_distance
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,7 @@ def _words(text: str) -> list[str]:
 def wer(reference: str, hypothesis: str) -> float:
     """Word error rate (Levenshtein over words), case, accents and punctuation ignored."""
     ref, hyp = _words(reference), _words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, start=1):
-        previous, row[0] = row[0], i
-        for j, other in enumerate(hyp, start=1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (word != other))
-    return row[-1] / max(len(ref), 1)
+    return edit_distance(ref, hyp) / max(len(ref), 1)
 
 
 def assert_error(error: Any, code: grpc.StatusCode, reason: str) -> None:
