@@ -99,10 +99,14 @@ def build_config(
     bind = "127.0.0.1" if target is Target.EMBEDDED else "0.0.0.0"
     dns = target is Target.COMPOSE
     clusters = [
-        _grpc_cluster(s, upstreams.grpc[s.name], dns=dns) for s in services if upstreams.grpc.get(s.name)
+        _grpc_cluster(s, upstreams.grpc[s.name], settings, dns=dns)
+        for s in services
+        if upstreams.grpc.get(s.name)
     ]
     clusters += [
-        _http_cluster(s, upstreams.http[s.name], dns=dns) for s in services if s.name in upstreams.http
+        _http_cluster(s, upstreams.http[s.name], settings, dns=dns)
+        for s in services
+        if s.name in upstreams.http
     ]
     return {
         "admin": {"address": _socket(bind, settings.admin_port)},
@@ -132,6 +136,8 @@ def _listener(
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         stat_prefix="aistack",
         codec_type="AUTO",
+        # A gateway may carry many live calls on one HTTP/2 connection (Envoy's default allows 1024).
+        http2_protocol_options={"max_concurrent_streams": settings.max_streams_per_connection},
         # The same id reaches the service (its logs, its x-request-id metadata) and the caller.
         generate_request_id=True,
         always_set_request_id_in_response=True,
@@ -433,18 +439,40 @@ def _discovery(dns: bool) -> Json:
     return {"type": "STRICT_DNS", "dns_lookup_family": "V4_ONLY"} if dns else {"type": "STATIC"}
 
 
-def _grpc_cluster(service: ServiceEntry, addresses: Sequence[tuple[str, int]], *, dns: bool) -> Json:
+def _circuit_breakers(settings: EdgeSettings) -> Json:
+    """Envoy's defaults (1024 requests in flight per cluster) would refuse the 1025th live ASR session
+    with a 503 however many replicas serve it; each service enforces its own per-replica limit with
+    RESOURCE_EXHAUSTED and RetryInfo, so the edge only guards against runaway numbers."""
+    limit = settings.max_upstream_requests
+    return {
+        "thresholds": [
+            {
+                "priority": "DEFAULT",
+                "max_connections": limit,
+                "max_pending_requests": limit,
+                "max_requests": limit,
+                "max_retries": 3,
+            }
+        ]
+    }
+
+
+def _grpc_cluster(
+    service: ServiceEntry, addresses: Sequence[tuple[str, int]], settings: EdgeSettings, *, dns: bool
+) -> Json:
     cluster: Json = {
         "name": service.name,
         **_discovery(dns),
         "connect_timeout": "2s",
         "lb_policy": "RING_HASH" if service.affinity_header else "ROUND_ROBIN",
+        "circuit_breakers": _circuit_breakers(settings),
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _typed(
                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                 explicit_http_config={
                     "http2_protocol_options": {
                         # Long audio streams: let one connection carry many, with room to breathe.
+                        "max_concurrent_streams": settings.max_streams_per_connection,
                         "initial_stream_window_size": 4 * 1024 * 1024,
                         "initial_connection_window_size": 16 * 1024 * 1024,
                     }
@@ -470,13 +498,16 @@ def _grpc_cluster(service: ServiceEntry, addresses: Sequence[tuple[str, int]], *
     return cluster
 
 
-def _http_cluster(service: ServiceEntry, addresses: Sequence[tuple[str, int]], *, dns: bool) -> Json:
+def _http_cluster(
+    service: ServiceEntry, addresses: Sequence[tuple[str, int]], settings: EdgeSettings, *, dns: bool
+) -> Json:
     name = f"{service.name}-http"
     return {
         "name": name,
         **_discovery(dns),
         "connect_timeout": "2s",
         "lb_policy": "RING_HASH" if service.affinity_header else "ROUND_ROBIN",
+        "circuit_breakers": _circuit_breakers(settings),
         "load_assignment": _endpoints(name, addresses),
     }
 

@@ -31,6 +31,11 @@ class EdgeSettings:
     rate_limit_max_tokens: int = 10_000
     # Non-gRPC HTTP routes (the OpenAI-compatible surface): a long generation is still one request.
     http_timeout_seconds: int = 600
+    # Requests (gRPC streams included) in flight to one service's replicas together, and connections to
+    # them: Envoy's own default of 1024 would cap live ASR sessions for the whole cluster.
+    max_upstream_requests: int = 100_000
+    # HTTP/2 streams on one connection, from callers and to each replica (Envoy's default is 1024).
+    max_streams_per_connection: int = 10_000
     # Browser origins allowed for gRPC-Web and REST; `*` allows any.
     cors_origins: tuple[str, ...] = ("*",)
 
@@ -58,6 +63,15 @@ class EdgeSettings:
             ),
             http_timeout_seconds=env.int(
                 "AISTACK_EDGE_HTTP_TIMEOUT_SECONDS", d.http_timeout_seconds, minimum=1
+            ),
+            max_upstream_requests=env.int(
+                "AISTACK_EDGE_MAX_UPSTREAM_REQUESTS", d.max_upstream_requests, minimum=1
+            ),
+            max_streams_per_connection=env.int(
+                "AISTACK_EDGE_MAX_STREAMS_PER_CONNECTION",
+                d.max_streams_per_connection,
+                minimum=1,
+                maximum=2**31 - 1,
             ),
             cors_origins=tuple(env.str_list("AISTACK_EDGE_CORS_ORIGINS")) or d.cors_origins,
         )

@@ -14,7 +14,7 @@ from aistack_kit.auth import generate_token
 from aistack_kit.config import ConfigError, Env, Mode
 
 from aistack_launcher.catalog import AUX_PROCESSES, SERVICES
-from aistack_launcher.plan import Kind, Plan, build_plan, select
+from aistack_launcher.plan import Kind, Plan, build_plan, place_replicas, select
 from aistack_launcher.supervisor import Supervisor
 
 
@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         port_offset = env.int("AISTACK_PORT_OFFSET", 0, minimum=0, maximum=20000)
-        services = select(SERVICES, [n.strip() for n in args.services.split(",") if n.strip()])
+        services = place_replicas(
+            select(SERVICES, [n.strip() for n in args.services.split(",") if n.strip()]), env
+        )
         tokens, generated = _tokens(env)
         plan = build_plan(
             services,

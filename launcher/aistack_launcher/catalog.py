@@ -29,6 +29,9 @@ class ServiceEntry:
     affinity_header: str | None = None
     # Replicas started in embedded mode.
     replicas: int = 1
+    # One GPU per replica (CUDA device ids or UUIDs; an id may repeat to put two replicas on one GPU):
+    # replica i sees only gpus[i] through CUDA_VISIBLE_DEVICES. Empty: replicas see every device.
+    gpus: tuple[str, ...] = ()
     # Extra environment for the process (model choices and the like); a variable already set in the
     # launcher's environment wins. `{aux[redis]}` in a value becomes that helper's port (it moves
     # with AISTACK_PORT_OFFSET).
@@ -115,8 +118,13 @@ SERVICES: tuple[ServiceEntry, ...] = (PLATFORM, ASR, LLM, TTS, OCR)
 
 # Processes started before the services, in order.
 AUX_PROCESSES: tuple[AuxProcess, ...] = (
+    # The speech-analytics job queue (D+1 jobs and live insights); no capability in the catalog uses it yet,
+    # so it starts only with the one that will.
     AuxProcess(
-        name="redis", argv=("redis-server", "--port", "{port}", "--save", "", "--appendonly", "no"), port=6379
+        name="redis",
+        argv=("redis-server", "--port", "{port}", "--save", "", "--appendonly", "no"),
+        port=6379,
+        needed_by=("analytics",),
     ),
     # The LLM service's embedded chat upstream: llama.cpp's server with SmolLM2-135M (see docs/llm.md).
     AuxProcess(

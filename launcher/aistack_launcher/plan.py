@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aistack_edge.build import PLATFORM_SERVICE, Target, Upstreams, build_config
 from aistack_edge.settings import EdgeSettings
-from aistack_kit.config import ConfigError
+from aistack_kit.config import ConfigError, Env
 
 from aistack_launcher.catalog import AuxProcess, ServiceEntry, replica_ports
 
@@ -65,6 +65,29 @@ def select(services: Sequence[ServiceEntry], names: Sequence[str] | None) -> lis
         )
     wanted = {*names, PLATFORM_SERVICE}
     return [s for s in services if s.name in wanted]
+
+
+def place_replicas(services: Sequence[ServiceEntry], env: Env) -> list[ServiceEntry]:
+    """The catalog entries with the operator's replica counts and GPU placement applied.
+
+    `AISTACK_<NAME>_GPUS=0,1` starts one replica per listed GPU, each seeing only its own device
+    (an id may repeat: `0,0,1,1` puts two replicas on each of two GPUs); `AISTACK_<NAME>_REPLICAS=N`
+    starts N replicas that share whatever devices there are.
+    """
+    placed = []
+    for entry in services:
+        prefix = f"AISTACK_{entry.name.upper().replace('-', '_')}_"
+        gpus = tuple(env.str_list(f"{prefix}GPUS"))
+        replicas = env.int(f"{prefix}REPLICAS", len(gpus) or entry.replicas, minimum=1, maximum=64)
+        if gpus and replicas != len(gpus):
+            raise ConfigError(
+                f"{prefix}REPLICAS={replicas} disagrees with {prefix}GPUS, which places {len(gpus)} "
+                "replicas (one per listed GPU); set only one of them"
+            )
+        if any(not gpu.replace("-", "").isalnum() for gpu in gpus):
+            raise ConfigError(f"{prefix}GPUS must list CUDA device ids or GPU UUIDs, got {','.join(gpus)!r}")
+        placed.append(replace(entry, replicas=replicas, gpus=gpus or entry.gpus))
+    return placed
 
 
 def _with_aux_ports(value: str, aux_ports: dict[str, int]) -> str:
@@ -159,6 +182,8 @@ def build_plan(
             }
             if http_ports:
                 env["AISTACK_HTTP_PORT"] = str(http_ports[index])
+            if entry.gpus:
+                env["CUDA_VISIBLE_DEVICES"] = entry.gpus[index]
             if entry.name == PLATFORM_SERVICE:
                 env["AISTACK_HEALTH_TARGETS"] = health_targets
                 env["AISTACK_PLATFORM_SERVICES"] = deployment

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from aistack_edge.settings import EdgeSettings
-from aistack_kit.config import ConfigError
+from aistack_kit.config import ConfigError, Env
 from aistack_launcher.catalog import AuxProcess, ServiceEntry
-from aistack_launcher.plan import Kind, build_plan, select
+from aistack_launcher.plan import Kind, build_plan, place_replicas, select
 
 PLATFORM = ServiceEntry("platform", "aistack_platform", ("aistack.platform.v1.PlatformService",), 50050, 9150)
 ASR = ServiceEntry(
@@ -72,3 +72,35 @@ def test_select_keeps_the_platform_and_names_unknown_services() -> None:
     assert [s.name for s in select([PLATFORM, ASR], [])] == ["platform", "asr"]
     with pytest.raises(ConfigError, match=r"AISTACK_SERVICES.*ocr"):
         select([PLATFORM, ASR], ["ocr"])
+
+
+def test_one_replica_per_listed_gpu_each_seeing_only_its_own(tmp_path: Path) -> None:
+    single = ServiceEntry("asr", "aistack_asr", ("aistack.asr.v1.AsrService",), 50051, 9151)
+    placed = place_replicas([PLATFORM, single], Env({"AISTACK_ASR_GPUS": "0,0,1"}))
+    assert [(s.name, s.replicas, s.gpus) for s in placed] == [
+        ("platform", 1, ()),
+        ("asr", 3, ("0", "0", "1")),
+    ]
+    plan = build_plan(placed, [], tokens=["t"], edge=EdgeSettings(), run_dir=tmp_path)
+    services = {p.name: p.env for p in plan.of_kind(Kind.SERVICE)}
+    assert [services[f"asr-{i}"]["CUDA_VISIBLE_DEVICES"] for i in range(3)] == ["0", "0", "1"]
+    assert [services[f"asr-{i}"]["AISTACK_GRPC_PORT"] for i in range(3)] == ["50051", "50151", "50251"]
+    assert "CUDA_VISIBLE_DEVICES" not in services["platform"]
+    # Envoy balances over all three replicas.
+    clusters = plan.envoy_config["static_resources"]["clusters"]  # type: ignore[index]
+    asr_cluster = next(c for c in clusters if c["name"] == "asr")
+    endpoints = asr_cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ports = [e["endpoint"]["address"]["socket_address"]["port_value"] for e in endpoints]
+    assert ports == [50051, 50151, 50251]
+
+
+def test_replica_count_without_gpus_and_conflicting_placement() -> None:
+    placed = place_replicas([ASR], Env({"AISTACK_ASR_REPLICAS": "3"}))
+    assert (placed[0].replicas, placed[0].gpus) == (3, ())
+    assert place_replicas([ASR], Env({}))[0].replicas == 2  # the catalog's own count
+    with pytest.raises(ConfigError, match=r"AISTACK_ASR_REPLICAS=3 disagrees with AISTACK_ASR_GPUS"):
+        place_replicas([ASR], Env({"AISTACK_ASR_REPLICAS": "3", "AISTACK_ASR_GPUS": "0,1"}))
+    with pytest.raises(ConfigError, match="AISTACK_ASR_GPUS"):
+        place_replicas([ASR], Env({"AISTACK_ASR_GPUS": "0;1"}))
+    with pytest.raises(ConfigError, match="AISTACK_ASR_REPLICAS"):
+        place_replicas([ASR], Env({"AISTACK_ASR_REPLICAS": "0"}))
