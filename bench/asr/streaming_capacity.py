@@ -158,10 +158,17 @@ class SessionResult:
     client_latencies: list[float] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     error: str = ""
+    # The replica that answered (`x-served-by`), when the server sends it.
+    served_by: str = ""
 
 
 async def one_session(
-    stub: object, audio: np.ndarray, seconds: float, delay: float, args: argparse.Namespace
+    stub: object,
+    audio: np.ndarray,
+    seconds: float,
+    delay: float,
+    args: argparse.Namespace,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> SessionResult:
     import grpc
     from aistack.asr.v1 import asr_service_pb2 as pb
@@ -197,7 +204,10 @@ async def one_session(
             yield pb.StreamingRecognizeRequest(audio_content=pcm[offset : offset + chunk].tobytes())
 
     try:
-        call = stub.StreamingRecognize(requests(), metadata=auth_metadata(), timeout=seconds + 120)  # type: ignore[attr-defined]
+        call = stub.StreamingRecognize(  # type: ignore[attr-defined]
+            requests(), metadata=(*auth_metadata(), *metadata), timeout=seconds + 120
+        )
+        result.served_by = str(dict(await call.initial_metadata()).get("x-served-by", ""))
         async for event in call:
             if event.WhichOneof("event") != "batch_processed":
                 continue
