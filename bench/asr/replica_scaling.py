@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -54,6 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import streaming_capacity as sc  # a sibling script, not a package
 
+T0 = time.monotonic()
 AFFINITY = "x-session-affinity"
 RATE = sc.RATE
 
@@ -235,11 +237,45 @@ def client_worker(
     return [asdict(r) for r in asyncio.run(run())]
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole host, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [float(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def gpu_utilization() -> list[int]:
+    """Each GPU's utilization now (%), or [] without nvidia-smi."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(x) for x in out.split()]
+
+
 def run_level(
     pool: ProcessPoolExecutor, args: argparse.Namespace, replicas: int, total: int, audio: np.ndarray
 ) -> dict[str, Any]:
     ports = metrics_ports(args, replicas)
     before = [batch_totals(p) for p in ports]
+    cpu_before = cpu_times()
+    # GPU utilization sampled a few times while every session is streaming.
+    samples: list[list[int]] = []
+
+    def sample_gpus() -> None:
+        for _ in range(3):
+            time.sleep(args.seconds / 5)
+            samples.append(gpu_utilization())
+
+    sampler = threading.Thread(target=sample_gpus, daemon=True)
+    sampler.start()
     options = {k: v for k, v in vars(args).items() if isinstance(v, str | int | float | bool | list)}
     start_at = time.time() + 2.0  # every client process starts its clock together
     clients = min(args.clients, total)
@@ -251,6 +287,10 @@ def run_level(
     results = [r for f in futures for r in f.result()]
     wall = time.monotonic() - started
     after = [batch_totals(p) for p in ports]
+    cpu_after = cpu_times()
+    host_busy = (cpu_after[0] - cpu_before[0]) / max(1.0, cpu_after[1] - cpu_before[1])
+    sampler.join(timeout=1)
+    gpu_busy = [round(float(np.mean(g)), 0) for g in zip(*samples, strict=False)] if samples else []
     server = [x for r in results for x in r["server_latencies"]]
     client = [x for r in results for x in r["client_latencies"]]
     errors = [r["error"] for r in results if r["error"]]
@@ -273,13 +313,17 @@ def run_level(
         "sessions_by_replica": dict(sorted(spread.items())),
         "mean_batch_by_replica": [round(b, 1) for b in batches],
         "wall": wall,
+        # The whole host (services, Envoy and these client processes): a CPU-bound level shows here.
+        "host_cpu_busy": round(host_busy, 2),
+        "gpu_utilization": gpu_busy,
     }
     row["passed"] = bool(server) and row["p95"] <= args.target_p95 and not errors
     print(
         f"replicas={replicas} N={total:5d} ({total / replicas:.0f}/replica) windows={row['windows']:6d} "
         f"p50={row['p50']:.2f}s p95={row['p95']:.2f}s client p95={row['client_p95']:.2f}s "
         f"max={row['max']:.2f}s errors={len(errors)} batch={row['mean_batch_by_replica']} "
-        f"spread={list(spread.values())} ({wall:.0f} s){' first error: ' + errors[0] if errors else ''}",
+        f"spread={list(spread.values())} cpu={host_busy:.0%} gpu={gpu_busy} ({wall:.0f} s)"
+        + (f" first error: {errors[0]}" if errors else ""),
         flush=True,
     )
     return row
@@ -297,6 +341,8 @@ def sweep(
     rows: list[dict[str, Any]] = []
     passed, failed = 0, 0
     for level in per_replica:
+        if out_of_time(args):
+            break
         row = run_level(pool, args, replicas, level * replicas, audio)
         rows.append(row)
         if not row["passed"]:
@@ -307,10 +353,21 @@ def sweep(
         if not failed or failed - passed <= args.resolution:
             break
         level = (passed + failed) // 2
+        if out_of_time(args):
+            break
         row = run_level(pool, args, replicas, level * replicas, audio)
         rows.append(row)
         passed, failed = (level, failed) if row["passed"] else (passed, level)
     return rows
+
+
+def out_of_time(args: argparse.Namespace) -> bool:
+    """No time left for one more level before `--deadline-s` (a device call's limit)."""
+    left = args.deadline_s - (time.monotonic() - T0)
+    if args.deadline_s and left < args.seconds + args.window + 15:
+        print(f"stopping: {left:.0f} s left before the deadline", flush=True)
+        return True
+    return False
 
 
 def capacity(rows: Sequence[dict[str, Any]]) -> int:
@@ -398,6 +455,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port-offset", type=int, default=3000)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--keep-logs", action="store_true", help="print the deployment's logs at the end")
+    parser.add_argument(
+        "--deadline-s", type=float, default=0, help="start no level that would end after this"
+    )
     parser.add_argument("--out", default="", help="write the rows and the summary here as JSON")
     args = parser.parse_args(argv)
     if args.write_speech:
