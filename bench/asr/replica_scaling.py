@@ -260,6 +260,21 @@ def gpu_utilization() -> list[int]:
     return [int(x) for x in out.split()]
 
 
+def busiest_processes(count: int = 6) -> list[str]:
+    """`%CPU threads command` of the processes using most CPU now (where the host's time goes)."""
+    try:
+        out = subprocess.run(
+            ["ps", "-eo", "pcpu,nlwp,args", "--sort=-pcpu"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [" ".join(line.split())[:120] for line in out.splitlines()[1 : count + 1]]
+
+
 def run_level(
     pool: ProcessPoolExecutor, args: argparse.Namespace, replicas: int, total: int, audio: np.ndarray
 ) -> dict[str, Any]:
@@ -269,10 +284,14 @@ def run_level(
     # GPU utilization sampled a few times while every session is streaming.
     samples: list[list[int]] = []
 
+    busiest: list[str] = []
+
     def sample_gpus() -> None:
-        for _ in range(3):
+        for index in range(3):
             time.sleep(args.seconds / 5)
             samples.append(gpu_utilization())
+            if index == 1:
+                busiest.extend(busiest_processes())
 
     sampler = threading.Thread(target=sample_gpus, daemon=True)
     sampler.start()
@@ -316,6 +335,7 @@ def run_level(
         # The whole host (services, Envoy and these client processes): a CPU-bound level shows here.
         "host_cpu_busy": round(host_busy, 2),
         "gpu_utilization": gpu_busy,
+        "busiest_processes": busiest,
     }
     row["passed"] = bool(server) and row["p95"] <= args.target_p95 and not errors
     print(
@@ -326,6 +346,8 @@ def run_level(
         + (f" first error: {errors[0]}" if errors else ""),
         flush=True,
     )
+    for line in busiest:
+        print(f"    {line}", flush=True)
     return row
 
 
@@ -455,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port-offset", type=int, default=3000)
     parser.add_argument("--startup-timeout", type=float, default=300.0)
     parser.add_argument("--keep-logs", action="store_true", help="print the deployment's logs at the end")
+    parser.add_argument("--warmup-s", type=float, default=10.0, help="unmeasured streaming after each start")
     parser.add_argument(
         "--deadline-s", type=float, default=0, help="start no level that would end after this"
     )
@@ -502,6 +525,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 # Around N times one replica's capacity: is the scaling at least 0.9 N at the same p95?
                 levels, refine = sorted({max(1, round(f * baseline)) for f in args.scaled_levels}), 0
             with deployment(args, replicas):
+                if args.warmup_s:
+                    # First batches of each shape are slow (kernel selection, allocator growth): not measured.
+                    warm = argparse.Namespace(**{**vars(args), "seconds": args.warmup_s})
+                    print("warm-up:", end=" ", flush=True)
+                    run_level(pool, warm, replicas, min(levels) * replicas, audio)
                 rows = sweep(pool, args, replicas, levels, refine, audio)
             summary["rows"].extend(rows)
             summary["capacity"][replicas] = capacity(rows)

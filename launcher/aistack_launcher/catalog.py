@@ -77,6 +77,9 @@ ASR = ServiceEntry(
     grpc_port=50051,
     metrics_port=9151,
     affinity_header="x-session-affinity",
+    # Feature extraction's small matrix products gain nothing from OpenBLAS's thread pool, whose spinning
+    # threads (one per core, per replica) took the host's CPU from the batcher in the GPU scaling run.
+    env={"OPENBLAS_NUM_THREADS": "1"},
 )
 
 LLM = ServiceEntry(
