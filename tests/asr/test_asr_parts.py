@@ -14,6 +14,7 @@ from aistack_asr.bootstrap import tiny_en_path
 from aistack_asr.config import AsrSettings
 from aistack_asr.engine import FasterWhisperTranscriber, Segment, _Timeline
 from aistack_asr.registry import ModelRegistry, ModelSpec
+from aistack_asr.streaming.settings import StreamingSettings
 from aistack_asr.upload import parse_multipart
 from aistack_kit.config import ConfigError, Env
 from aistack_kit.errors import InvalidArgument, NotFound
@@ -307,3 +308,12 @@ async def test_production_falls_back_to_small_when_the_asked_model_is_missing(tm
         await registry.acquire("turbo")
     assert caught.value.reason == "MODEL_NOT_INSTALLED"
     assert caught.value.metadata["available"] == "whisper/small"
+
+
+def test_two_workers_by_default_on_a_gpu_one_on_cpu() -> None:
+    assert AsrSettings.from_env(Env({"AISTACK_ASR_DEVICE": "cuda"})).workers == 2
+    assert AsrSettings.from_env(Env({"AISTACK_ASR_DEVICE": "cpu"})).workers == 1
+    assert AsrSettings.from_env(Env({"AISTACK_ASR_DEVICE": "cuda", "AISTACK_ASR_WORKERS": "1"})).workers == 1
+    # The streaming batcher decodes as many batches at once as there are model workers.
+    assert StreamingSettings.from_env(Env({"AISTACK_ASR_DEVICE": "cuda"})).workers == 2
+    assert StreamingSettings.from_env(Env({})).workers == 1

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from aistack_kit.config import ConfigError, Env
 
+from aistack_asr.config import workers as model_workers
+
 # Whisper's context: no window may exceed it.
 MAX_WINDOW_SECONDS = 30.0
 
@@ -82,9 +84,7 @@ class StreamingSettings:
             default_batch_window_seconds=batch,
             default_max_batch_window_seconds=max_batch,
             max_batch_size=env.int(f"{p}MAX_BATCH_SIZE", 16, minimum=1, maximum=1024),
-            workers=env.int(
-                f"{p}WORKERS", env.int("AISTACK_ASR_WORKERS", 1, minimum=1), minimum=1, maximum=64
-            ),
+            workers=env.int(f"{p}WORKERS", model_workers(env), minimum=1, maximum=64),
             max_batch_wait_seconds=env.float(f"{p}MAX_BATCH_WAIT_MS", 50.0, minimum=0.0, maximum=10_000.0)
             / 1000.0,
             encoder_buckets_seconds=_buckets(env, f"{p}ENCODER_BUCKETS", "10,15,20,30"),
