@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import grpc
 import pytest
@@ -136,12 +137,17 @@ async def _hold_sessions_open(address: str, replicas: list[str]) -> None:
             yield config()
             await release.wait()  # then half-close: the session ends without audio
 
-        call = stub.StreamingRecognize(
-            requests(), metadata=(*auth_metadata(), (AFFINITY, f"bulk-{index}")), timeout=120
+        call = cast(
+            "grpc.aio.StreamStreamCall[pb.StreamingRecognizeRequest, pb.StreamingRecognizeResponse]",
+            stub.StreamingRecognize(
+                requests(),  # type: ignore[arg-type]
+                metadata=(*auth_metadata(), (AFFINITY, f"bulk-{index}")),
+                timeout=120,
+            ),
         )
         served_by = str(dict(await call.initial_metadata())["x-served-by"])
         kinds: list[str] = []
-        while (event := await call.read()) is not grpc.aio.EOF:
+        while (event := await call.read()) is not grpc.aio.EOF:  # type: ignore[attr-defined]
             assert isinstance(event, pb.StreamingRecognizeResponse)
             kind = event.WhichOneof("event")
             # Ended by the caller's half-close, not by a timeout that would free a slot for the next one.
