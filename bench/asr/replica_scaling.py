@@ -245,33 +245,23 @@ def cpu_times() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
+def command_output(argv: Sequence[str]) -> str:
+    """A monitoring command's output, or "" where the machine lacks it (no GPU, no procps)."""
+    try:
+        return subprocess.run(list(argv), capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def gpu_utilization() -> list[int]:
     """Each GPU's utilization now (%), or [] without nvidia-smi."""
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
+    out = command_output(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"])
     return [int(x) for x in out.split()]
 
 
 def busiest_processes(count: int = 6) -> list[str]:
     """`%CPU threads command` of the processes using most CPU now (where the host's time goes)."""
-    try:
-        out = subprocess.run(
-            ["ps", "-eo", "pcpu,nlwp,args", "--sort=-pcpu"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
+    out = command_output(["ps", "-eo", "pcpu,nlwp,args", "--sort=-pcpu"])
     return [" ".join(line.split())[:120] for line in out.splitlines()[1 : count + 1]]
 
 
@@ -283,7 +273,6 @@ def run_level(
     cpu_before = cpu_times()
     # GPU utilization sampled a few times while every session is streaming.
     samples: list[list[int]] = []
-
     busiest: list[str] = []
 
     def sample_gpus() -> None:
@@ -430,13 +419,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="whisper/tiny.en")
-    parser.add_argument("--model-path", default="", help="a CTranslate2 Whisper folder served as --model")
+    sc.add_session_args(parser)
     parser.add_argument(
         "--build-random-model", choices=("medium", "tiny"), help="build --model-path first (random weights)"
     )
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--compute-type", default="int8")
     parser.add_argument("--gpus", default="", type=lambda v: [g for g in v.split(",") if g], help="GPU ids")
     parser.add_argument("--replicas", default="1,2", type=lambda v: [int(x) for x in v.split(",")])
     parser.add_argument(
@@ -457,19 +443,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--baseline", type=int, default=0, help="one replica's capacity from an earlier run")
     parser.add_argument("--seconds", type=float, default=25.0, help="audio each session streams per level")
-    parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--max-window", type=float, default=10.0)
-    parser.add_argument("--chunk-ms", type=int, default=250)
-    parser.add_argument("--language", default="en", choices=("en", "pt"))
     parser.add_argument("--speech", default="", help="an audio file to stream (default: espeak-ng sentences)")
     parser.add_argument("--write-speech", default="", help="write the espeak-ng loop as Ogg/Opus and exit")
-    parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--max-wait-ms", type=float, default=50.0)
-    parser.add_argument("--buckets", default="10,15,20,30")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--prompt-tokens", type=int, default=64)
-    parser.add_argument("--cpu-threads", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--target-p95", type=float, default=1.5)
     parser.add_argument(
         "--clients", type=int, default=4, help="client processes (each one HTTP/2 connection)"

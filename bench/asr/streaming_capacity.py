@@ -415,11 +415,9 @@ async def throughput(args: argparse.Namespace) -> None:
             )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", default="whisper/base")
+def add_session_args(parser: argparse.ArgumentParser) -> None:
+    """What `server_env` and `one_session` read: the model, the batcher and the streamed sessions."""
+    parser.add_argument("--model", default="whisper/tiny.en")
     parser.add_argument("--model-path", default="", help="a CTranslate2 Whisper folder served as --model")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"))
     parser.add_argument("--compute-type", default="int8")
@@ -427,13 +425,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, default=0, help="batches decoded at once (AISTACK_ASR_WORKERS)"
     )
-    parser.add_argument("--sessions", default="10,20,30,40", type=lambda v: [int(x) for x in v.split(",")])
-    parser.add_argument("--seconds", type=float, default=40.0, help="audio each session streams per level")
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--max-window", type=float, default=10.0)
-    parser.add_argument("--chunk-ms", type=int, default=100)
+    parser.add_argument("--chunk-ms", type=int, default=250)
     parser.add_argument("--language", default="en", choices=("en", "pt"))
-    parser.add_argument("--voice", default="espeak", choices=("espeak", "piper"))
     parser.add_argument("--max-batch", type=int, default=16)
     parser.add_argument("--max-wait-ms", type=float, default=50.0)
     parser.add_argument("--buckets", default="10,15,20,30", help="encoder buckets in seconds, or off (30 s)")
@@ -443,6 +438,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--prompt-tokens", type=int, default=64, help="carried prompt; 0 for random weights (no loop retries)"
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_session_args(parser)
+    parser.set_defaults(model="whisper/base", chunk_ms=100)
+    parser.add_argument("--sessions", default="10,20,30,40", type=lambda v: [int(x) for x in v.split(",")])
+    parser.add_argument("--seconds", type=float, default=40.0, help="audio each session streams per level")
+    parser.add_argument("--voice", default="espeak", choices=("espeak", "piper"))
     parser.add_argument("--target-p95", type=float, default=2.0)
     parser.add_argument("--stop-after-fail", action="store_true")
     parser.add_argument("--wer", action="store_true", help="run the encoder-bucket WER check instead")
