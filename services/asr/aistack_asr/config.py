@@ -45,7 +45,7 @@ def workers(env: Env) -> int:
     """AISTACK_ASR_WORKERS: CTranslate2 workers, and batches the streaming batcher decodes at once.
 
     On a GPU the default is 2: one worker computes the next batch's features on the CPU while the GPU
-    decodes the other's (350 -> 462 live sessions per H100 in docs/asr-gpu.md's scaling runs).
+    decodes the other's (350 -> 462-500 live sessions per H100 in docs/asr-multi-gpu.md's runs).
     """
     default = 2 if env.raw("AISTACK_ASR_DEVICE") == "cuda" else 1
     return env.int("AISTACK_ASR_WORKERS", default, minimum=1, maximum=64)
