@@ -29,6 +29,21 @@ class LoadResult:
     mean_batch: float
     busy_fraction: float
 
+    @classmethod
+    def of(
+        cls, sessions: int, latencies: Sequence[float], batches: Sequence[int], busy_fraction: float
+    ) -> LoadResult:
+        """The summary of one load run: its window latencies and the batch sizes it ran."""
+        return cls(
+            sessions,
+            len(latencies),
+            percentile(latencies, 50),
+            percentile(latencies, 95),
+            max(latencies, default=float("nan")),
+            sum(batches) / max(1, len(batches)),
+            busy_fraction,
+        )
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             "sessions": self.sessions,
@@ -110,15 +125,7 @@ def simulate(
         batches.append(j - i)
         lat.extend(now - r for r in ready[i:j] if r >= warmup_s)
         i = j
-    return LoadResult(
-        sessions,
-        len(lat),
-        percentile(lat, 50),
-        percentile(lat, 95),
-        max(lat, default=float("nan")),
-        sum(batches) / max(1, len(batches)),
-        busy / (now - first) if now > first else 0.0,
-    )
+    return LoadResult.of(sessions, lat, batches, busy / (now - first) if now > first else 0.0)
 
 
 def max_sessions(
@@ -189,15 +196,7 @@ def run_realtime(
         lat.extend(done - r for r in ready[i:j] if r >= warmup_s)
         i = j
     total = time.perf_counter() - start
-    return LoadResult(
-        sessions,
-        len(lat),
-        percentile(lat, 50),
-        percentile(lat, 95),
-        max(lat, default=float("nan")),
-        sum(batches) / max(1, len(batches)),
-        busy / total,
-    )
+    return LoadResult.of(sessions, lat, batches, busy / total)
 
 
 def run_realtime_pipelined(
@@ -251,12 +250,4 @@ def run_realtime_pipelined(
             continue
         busy += time.perf_counter() - t0
     total = time.perf_counter() - start
-    return LoadResult(
-        sessions,
-        len(lat),
-        percentile(lat, 50),
-        percentile(lat, 95),
-        max(lat, default=float("nan")),
-        sum(batches) / max(1, len(batches)),
-        busy / total,
-    )
+    return LoadResult.of(sessions, lat, batches, busy / total)
