@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import io
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unicodedata
 import wave
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from aistack_kit.testing import edit_distance
+from aistack_kit.testing import TEST_TOKEN, edit_distance
 
 ESPEAK = shutil.which("espeak-ng")
 FFMPEG = shutil.which("ffmpeg")
@@ -100,3 +102,23 @@ def wer(reference: str, hypothesis: str) -> float:
     if not ref:
         return float(bool(hyp))
     return edit_distance(ref, hyp) / len(ref)
+
+
+async def run_asr_cli(port: int, *args: str) -> tuple[int, str, str]:
+    """`aistack asr <args>` against the server on `port`: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aistack_client.cli",
+        "--url",
+        f"127.0.0.1:{port}",
+        "--token",
+        TEST_TOKEN,
+        "asr",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

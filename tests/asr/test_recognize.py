@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from aistack_asr.config import AsrSettings
 from aistack_kit.config import Env
 from aistack_kit.errors import error_info_of
 from aistack_kit.server import RunningServer
-from aistack_kit.testing import TEST_TOKEN, auth_metadata, start_test_server
+from aistack_kit.testing import auth_metadata, start_test_server
 from asr_testkit import (
     espeak_wav,
     ffmpeg_convert,
@@ -32,6 +31,7 @@ from asr_testkit import (
     needs_ffmpeg,
     needs_piper,
     piper_wav,
+    run_asr_cli,
     wav_samples,
     wer,
 )
@@ -538,29 +538,12 @@ async def test_metrics_count_audio_and_requests(stub: pb_grpc.AsrServiceAsyncStu
 # -- the CLI ----------------------------------------------------------------------------------------
 
 
-async def _cli(server: RunningServer, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aistack_client.cli",
-        "--url",
-        f"127.0.0.1:{server.port}",
-        "--token",
-        TEST_TOKEN,
-        "asr",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 async def test_cli_transcribes_a_file(server: RunningServer, tmp_path: Path) -> None:
     path = tmp_path / "call.ogg"
     path.write_bytes(ffmpeg_convert(espeak_wav(PT_ESPEAK, "pt-br"), ".ogg", "-c:a", "libopus"))
-    code, out, err = await _cli(server, "transcribe", str(path), "--language", "pt", "--word-timestamps")
+    code, out, err = await run_asr_cli(
+        server.port, "transcribe", str(path), "--language", "pt", "--word-timestamps"
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert wer(PT_ESPEAK, lines[0]) <= 0.25, out
@@ -568,12 +551,12 @@ async def test_cli_transcribes_a_file(server: RunningServer, tmp_path: Path) -> 
     assert len(lines) - 1 >= len(PT_ESPEAK.split()) - 2
     assert "whisper/base" in err and "language pt" in err
 
-    code, out, err = await _cli(server, "transcribe", str(path), "--model", "whisper/huge")
+    code, out, err = await run_asr_cli(server.port, "transcribe", str(path), "--model", "whisper/huge")
     assert code == 1 and "NOT_FOUND [MODEL_NOT_FOUND]" in err and "whisper/base" in err
 
 
 async def test_cli_lists_models(server: RunningServer) -> None:
-    code, out, err = await _cli(server, "models")
+    code, out, err = await run_asr_cli(server.port, "models")
     assert code == 0, err
     assert out.splitlines()[0].startswith("whisper/base") and "default" in out.splitlines()[0]
     assert "fallback: whisper/tiny.en" in out

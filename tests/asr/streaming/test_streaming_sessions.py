@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,7 @@ import pytest
 from aistack.asr.v1 import asr_service_pb2 as pb
 from aistack.asr.v1 import asr_service_pb2_grpc as pb_grpc
 from aistack_kit.server import RunningServer
-from aistack_kit.testing import TEST_TOKEN
-from asr_testkit import espeak_wav, needs_espeak, piper_available, piper_wav, wav_samples, wer
+from asr_testkit import espeak_wav, needs_espeak, piper_available, piper_wav, run_asr_cli, wav_samples, wer
 from prometheus_client import REGISTRY
 from stream_testkit import Stream, chunks, config, run_stream, seconds
 
@@ -214,15 +212,8 @@ async def test_cli_streams_a_file(
     text = "Please call me back tomorrow morning about the invoice."
     path = tmp_path / "call.wav"
     path.write_bytes(espeak_wav(text))  # 22.05 kHz: the CLI converts it with ffmpeg
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aistack_client.cli",
-        "--url",
-        f"127.0.0.1:{server.port}",
-        "--token",
-        TEST_TOKEN,
-        "asr",
+    code, out, err = await run_asr_cli(
+        server.port,
         "stream",
         str(path),
         "--model",
@@ -232,12 +223,9 @@ async def test_cli_streams_a_file(
         "--speed",
         "4",
         "--json",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode == 0, err.decode()
-    events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
     kinds = [next(iter(e)) for e in events]
     assert kinds[0] == "session_started" and kinds[-2:] == ["final_summary", "session_ended"], kinds
     assert len(events[0]["session_started"]["sessionId"]) == 32  # the CLI's fresh uuid per session
