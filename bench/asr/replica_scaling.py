@@ -157,23 +157,16 @@ def deployment(args: argparse.Namespace, replicas: int) -> Iterator[None]:
 def wait_healthy(
     args: argparse.Namespace, replicas: int, launcher: subprocess.Popen[bytes], run_dir: Path
 ) -> None:
+    from aistack_edge.testing import upstream_health
+
     deadline = time.monotonic() + args.startup_timeout + 60
-    url = f"http://127.0.0.1:{args.admin_port}/clusters?format=json"
     while time.monotonic() < deadline:
         if launcher.poll() is not None:
             logs = "\n".join(p.read_text(errors="replace")[-4000:] for p in run_dir.rglob("*.log"))
             raise SystemExit(f"the launcher exited {launcher.returncode}:\n{logs}")
         with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                clusters = json.loads(reply.read())["cluster_statuses"]
-            hosts = [h for c in clusters if c["name"] == "asr" for h in c.get("host_statuses", [])]
-            healthy = [
-                h
-                for h in hosts
-                if h["health_status"].get("eds_health_status") == "HEALTHY"
-                and not h["health_status"].get("failed_active_health_check")
-            ]
-            if len(hosts) == replicas and len(healthy) == replicas:
+            hosts = upstream_health(args.admin_port).get("asr", [])
+            if len(hosts) == replicas and all(hosts):
                 return
         time.sleep(1)
     raise SystemExit(f"{replicas} ASR replica(s) not healthy behind Envoy in time")

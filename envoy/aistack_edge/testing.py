@@ -115,28 +115,35 @@ class RunningEnvoy:
     def wait_healthy(self, timeout: float = 30.0) -> None:
         """Until every upstream host passed Envoy's own gRPC health check."""
         deadline = time.monotonic() + timeout
-        last = ""
+        last: dict[str, list[bool | None]] = {}
         while time.monotonic() < deadline:
             if self.process.popen.poll() is not None:
                 raise RuntimeError(f"envoy exited {self.process.popen.returncode}:\n{self.process.output()}")
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.admin_port}/clusters?format=json", timeout=2
-                ) as reply:
-                    clusters = json.loads(reply.read())["cluster_statuses"]
-                hosts = [h for c in clusters if c.get("host_statuses") for h in c["host_statuses"]]
-                last = json.dumps([h["health_status"] for h in hosts])
-                grpc_hosts = [h for h in hosts if "eds_health_status" in h["health_status"]]
-                if hosts and all(
-                    h["health_status"]["eds_health_status"] == "HEALTHY"
-                    and not h["health_status"].get("failed_active_health_check")
-                    for h in grpc_hosts
-                ):
-                    return
-            except (OSError, urllib.error.URLError, KeyError, ValueError):
-                pass
+            with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
+                last = upstream_health(self.admin_port)
+            hosts = [healthy for cluster in last.values() for healthy in cluster]
+            if hosts and all(healthy is not False for healthy in hosts):
+                return
             time.sleep(0.2)
-        raise TimeoutError(f"envoy upstreams not healthy: {last}\n{self.process.output()}")
+        raise TimeoutError(f"envoy upstreams not healthy: {json.dumps(last)}\n{self.process.output()}")
+
+
+def upstream_health(admin_port: int) -> dict[str, list[bool | None]]:
+    """Each cluster's hosts as Envoy's admin API sees them: whether they passed Envoy's active (gRPC) health
+    check, or None for hosts Envoy does not health-check (the HTTP clusters)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/clusters?format=json", timeout=2) as reply:
+        clusters = json.loads(reply.read())["cluster_statuses"]
+    return {
+        cluster["name"]: [
+            (
+                status["eds_health_status"] == "HEALTHY" and not status.get("failed_active_health_check")
+                if "eds_health_status" in status
+                else None
+            )
+            for status in (host["health_status"] for host in cluster.get("host_statuses", []))
+        ]
+        for cluster in clusters
+    }
 
 
 @contextlib.contextmanager
