@@ -9,8 +9,9 @@ from aistack_asr.engine import Segment, Word
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
+    """An offset on the audio's clock or an elapsed time: never negative (rounding may dip below zero)."""
     value = duration_pb2.Duration()
-    value.FromNanoseconds(round(seconds * 1e9))
+    value.FromNanoseconds(round(max(seconds, 0.0) * 1e9))
     return value
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -30,10 +30,10 @@ from google.protobuf import duration_pb2
 
 from aistack_asr import metrics as asr_metrics
 from aistack_asr.audio import PcmDecoder
+from aistack_asr.convert import duration, segment_to_proto
 from aistack_asr.streaming import metrics
 from aistack_asr.streaming.batcher import WindowBatcher
 from aistack_asr.streaming.decoder import (
-    DecodedSegment,
     DecodeRequest,
     WhisperModelLike,
     WindowDecoder,
@@ -61,12 +61,6 @@ class ModelSource(Protocol):
     """The registry, as streaming uses it."""
 
     async def acquire(self, name: str, *, allow_fallback: bool = False) -> WhisperModelLike: ...
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromNanoseconds(round(max(seconds, 0.0) * 1e9))
-    return value
 
 
 def _seconds(value: duration_pb2.Duration) -> float:
@@ -353,8 +347,8 @@ class _Session:
             session_started=pb.SessionStarted(
                 session_id=c.session_id,
                 model=self.model.name,
-                batch_window=_duration(c.batch_window),
-                max_batch_window=_duration(c.max_batch_window),
+                batch_window=duration(c.batch_window),
+                max_batch_window=duration(c.max_batch_window),
             )
         )
         logger.info("stream started", extra=log_fields(session_id=c.session_id, model=self.model.name))
@@ -368,7 +362,7 @@ class _Session:
                 response, arrival = item
                 if arrival is not None:
                     latency = time.monotonic() - arrival
-                    response.batch_processed.latency.CopyFrom(_duration(latency))
+                    response.batch_processed.latency.CopyFrom(duration(latency))
                     metrics.WINDOW_LATENCY.labels(self.model.name).observe(latency)
                 yield response
                 if response.WhichOneof("event") == "session_ended":
@@ -526,8 +520,8 @@ class _Session:
             pb.StreamingRecognizeResponse(
                 interim_result=pb.InterimResult(
                     text=output.text,
-                    start_offset=_duration(start),
-                    end_offset=_duration(end),
+                    start_offset=duration(start),
+                    end_offset=duration(end),
                     stability=float(min(1.0, max(0.0, math.exp(output.avg_logprob)))),
                 )
             )
@@ -567,7 +561,7 @@ class _Session:
         if not output.text:
             return
         offset = (window.start_sample + window.speech_start) / SAMPLE_RATE
-        segments = [self._segment(segment, offset) for segment in output.segments]
+        segments = [segment_to_proto(segment, offset) for segment in output.segments]
         words = [word for segment in segments for word in segment.words]
         self.transcript.texts.append(output.text)
         self.transcript.segments.extend(segments)
@@ -575,8 +569,8 @@ class _Session:
         event = pb.BatchProcessed(
             batch_index=self.batch_index,
             text=output.text,
-            start_offset=_duration(window.start_seconds),
-            end_offset=_duration(window.end_seconds),
+            start_offset=duration(window.start_seconds),
+            end_offset=duration(window.end_seconds),
             segments=segments,
             words=words,
             language=output.language,
@@ -591,32 +585,14 @@ class _Session:
                     language=output.language,
                     start_seconds=window.start_seconds,
                     end_seconds=window.end_seconds,
-                    segments=tuple(_shift(s, offset) for s in output.segments),
+                    segments=tuple(
+                        replace(s, start=s.start + offset, end=s.end + offset) for s in output.segments
+                    ),
                 )
             )
             for insight in found:
                 await self._put(pb.StreamingRecognizeResponse(insight=insight))
         self.batch_index += 1
-
-    def _segment(self, segment: DecodedSegment, offset: float) -> pb.Segment:
-        return pb.Segment(
-            text=segment.text,
-            start_offset=_duration(offset + segment.start),
-            end_offset=_duration(offset + segment.end),
-            avg_logprob=segment.avg_logprob,
-            no_speech_prob=segment.no_speech_prob,
-            compression_ratio=segment.compression_ratio,
-            temperature=0.0,
-            words=[
-                pb.WordInfo(
-                    word=w.word,
-                    start_offset=_duration(offset + w.start),
-                    end_offset=_duration(offset + w.end),
-                    probability=w.probability,
-                )
-                for w in segment.words
-            ],
-        )
 
     async def _finish(self, reason: int) -> None:
         c = self.config
@@ -630,9 +606,9 @@ class _Session:
                     final_summary=pb.FinalSummary(
                         text=" ".join(self.transcript.texts),
                         segments=self.transcript.segments,
-                        audio_duration=_duration(audio_seconds),
+                        audio_duration=duration(audio_seconds),
                         batch_count=self.batch_index,
-                        processing_duration=_duration(self.transcript.model_seconds),
+                        processing_duration=duration(self.transcript.model_seconds),
                         language=self.transcript.language,
                         model=self.model.name,
                     )
@@ -652,22 +628,10 @@ class _Session:
                 session_ended=pb.SessionEnded(
                     session_id=c.session_id,
                     reason=pb.SessionEndReason.ValueType(reason),
-                    audio_duration=_duration(audio_seconds),
+                    audio_duration=duration(audio_seconds),
                 )
             )
         )
-
-
-def _shift(segment: DecodedSegment, offset: float) -> DecodedSegment:
-    return DecodedSegment(
-        text=segment.text,
-        start=segment.start + offset,
-        end=segment.end + offset,
-        avg_logprob=segment.avg_logprob,
-        no_speech_prob=segment.no_speech_prob,
-        compression_ratio=segment.compression_ratio,
-        words=segment.words,
-    )
 
 
 __all__: Sequence[str] = ("ModelSource", "SessionConfig", "StreamingRecognizer")
