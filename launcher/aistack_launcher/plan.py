@@ -77,7 +77,7 @@ def place_replicas(services: Sequence[ServiceEntry], env: Env) -> list[ServiceEn
     placed = []
     for entry in services:
         prefix = f"AISTACK_{entry.name.upper().replace('-', '_')}_"
-        gpus = tuple(env.str_list(f"{prefix}GPUS"))
+        gpus = tuple(env.str_list(f"{prefix}GPUS")) or entry.gpus
         replicas = env.int(f"{prefix}REPLICAS", len(gpus) or entry.replicas, minimum=1, maximum=64)
         if gpus and replicas != len(gpus):
             raise ConfigError(
@@ -86,7 +86,7 @@ def place_replicas(services: Sequence[ServiceEntry], env: Env) -> list[ServiceEn
             )
         if any(not gpu.replace("-", "").isalnum() for gpu in gpus):
             raise ConfigError(f"{prefix}GPUS must list CUDA device ids or GPU UUIDs, got {','.join(gpus)!r}")
-        placed.append(replace(entry, replicas=replicas, gpus=gpus or entry.gpus))
+        placed.append(replace(entry, replicas=replicas, gpus=gpus))
     return placed
 
 
