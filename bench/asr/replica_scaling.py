@@ -97,10 +97,11 @@ def write_speech(audio: np.ndarray, path: Path) -> None:
 
 
 def deployment_env(args: argparse.Namespace, replicas: int, run_dir: Path) -> dict[str, str]:
-    args.sessions = [max(args.levels) * replicas * 2]  # the per-replica session limit stays out of the way
+    # server_env sizes the per-replica session limit from `sessions`: keep it out of the way.
+    limits = argparse.Namespace(**{**vars(args), "sessions": [max(args.levels) * replicas * 2]})
     env = {
         **os.environ,
-        **sc.server_env(args),
+        **sc.server_env(limits),
         "AISTACK_SERVICES": "asr",
         "AISTACK_RUN_DIR": str(run_dir),
         "AISTACK_PORT_OFFSET": str(args.port_offset),
